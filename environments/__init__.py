@@ -1,0 +1,38 @@
+"""Environments: what can be built. ``make_env("hypergrid", dim=4, side=8)``."""
+from __future__ import annotations
+
+import inspect
+
+from gflownet.environments.base import LOG_REWARD_FLOOR, Environment, checked_log
+from gflownet.environments.hypergrid import HyperGrid
+from gflownet.errors import ConfigError
+
+ENVIRONMENTS: dict[str, type[Environment]] = {"hypergrid": HyperGrid}
+
+
+def env_parameters(name: str) -> list[str]:
+    """The keyword parameters an environment accepts (for ``--set``)."""
+    cls = _lookup(name)
+    return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "device")]
+
+
+def make_env(name: str, device: str = "cpu", **params) -> Environment:
+    """Build the environment ``name`` with ``params``; unknown names raise ConfigError."""
+    cls = _lookup(name)
+    unknown = set(params) - set(env_parameters(name))
+    if unknown:
+        raise ConfigError(f"environment {name!r} has no parameter {', '.join(sorted(unknown))} "
+                          f"(it takes: {', '.join(env_parameters(name))})")
+    return cls(device=device, **params)
+
+
+def _lookup(name: str) -> type[Environment]:
+    from gflownet.config import unknown_name
+
+    if name not in ENVIRONMENTS:
+        raise unknown_name("environment", name, ENVIRONMENTS)
+    return ENVIRONMENTS[name]
+
+
+__all__ = ["ENVIRONMENTS", "Environment", "HyperGrid", "LOG_REWARD_FLOOR", "checked_log",
+           "env_parameters", "make_env"]

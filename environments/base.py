@@ -1,0 +1,140 @@
+"""The batched environment protocol every family implements.
+
+A state batch is a tensor ``[B, *state_shape]``. Forward actions are integers in
+``[0, n_actions)``; the last one, ``exit_action``, ends the trajectory and leaves
+the state unchanged (an environment whose objects have a fixed size simply makes
+exit the only legal action there). Backward actions are integers in
+``[0, n_backward_actions)``: each undoes one forward move.
+
+Everything is batched: no Python loop over the states of a batch.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from gflownet.errors import RewardError
+
+#: log R used where a reward is exactly 0 (R = 0 is legal; log 0 is not).
+#: exp(-50) ~ 2e-22: far below any reward a user would compare with.
+LOG_REWARD_FLOOR = -50.0
+
+
+def checked_log(reward: torch.Tensor, states: torch.Tensor, who: str) -> torch.Tensor:
+    """log of a batch of rewards ``[B]``, refusing NaN, +-inf and negatives.
+
+    R = 0 maps to ``LOG_REWARD_FLOOR``. The error names the first bad state.
+    """
+    reward = torch.as_tensor(reward)
+    if reward.shape != states.shape[:1]:
+        raise RewardError(f"{who} returned shape {tuple(reward.shape)}, expected ({states.shape[0]},)")
+    reward = reward.to(torch.float32)
+    bad = ~torch.isfinite(reward) | (reward < 0)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise RewardError(
+            f"{who} returned {reward[i].item()} for state {states[i].tolist()} "
+            f"({int(bad.sum())} bad values in a batch of {len(reward)}); "
+            "rewards must be finite and >= 0"
+        )
+    return reward.clamp_min(math.exp(LOG_REWARD_FLOOR)).log()
+
+
+class Environment:
+    """Base class: subclasses set the attributes and implement the methods.
+
+    Attributes:
+        n_actions: forward actions, the exit action last.
+        n_backward_actions: backward actions.
+        state_shape: shape of one state.
+        feature_dim: width of ``featurize``'s output.
+        max_steps: the most transitions a trajectory can take, exit included.
+        n_states: number of states when the space is enumerable, else None.
+    """
+
+    n_actions: int
+    n_backward_actions: int
+    state_shape: tuple[int, ...]
+    state_dtype: torch.dtype = torch.long
+    feature_dim: int
+    max_steps: int
+    n_states: int | None = None
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def exit_action(self) -> int:
+        return self.n_actions - 1
+
+    def reset(self, batch: int) -> torch.Tensor:
+        """``batch`` copies of the initial state s_0: ``[B, *state_shape]``."""
+        raise NotImplementedError
+
+    def forward_mask(self, states: torch.Tensor) -> torch.Tensor:
+        """Legal forward actions, bool ``[B, n_actions]``."""
+        raise NotImplementedError
+
+    def backward_mask(self, states: torch.Tensor) -> torch.Tensor:
+        """Legal backward actions, bool ``[B, n_backward_actions]`` (none at s_0)."""
+        raise NotImplementedError
+
+    def step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Apply legal forward actions ``[B]``; exit leaves the state unchanged."""
+        raise NotImplementedError
+
+    def backward_step(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Apply legal backward actions ``[B]``: returns the parents."""
+        raise NotImplementedError
+
+    def backward_action(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The backward action at ``step(states, actions)`` that leads back to ``states``.
+
+        ``actions`` are non-exit forward actions ``[B]``. Default: the same index.
+        """
+        return actions
+
+    def forward_action(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The forward action from ``backward_step(states, actions)`` back to ``states``."""
+        return actions
+
+    def featurize(self, states: torch.Tensor) -> torch.Tensor:
+        """Network input, float ``[B, feature_dim]``."""
+        raise NotImplementedError
+
+    def log_reward(self, states: torch.Tensor) -> torch.Tensor:
+        """log R of terminal states, float ``[B]``, finite (see ``LOG_REWARD_FLOOR``)."""
+        raise NotImplementedError
+
+    def is_initial(self, states: torch.Tensor) -> torch.Tensor:
+        """bool ``[B]``: which states are s_0."""
+        return ~self.backward_mask(states).any(-1)
+
+    # -- enumerable spaces (exact evaluation) -------------------------------
+    def all_states(self) -> torch.Tensor:
+        """Every state, ``[n_states, *state_shape]``, in the order of ``state_index``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot enumerate its states")
+
+    def state_index(self, states: torch.Tensor) -> torch.Tensor:
+        """A unique integer per state, long ``[B]`` (also used to evaluate each
+        distinct state of a batch once)."""
+        raise NotImplementedError(f"{type(self).__name__} has no state index")
+
+    @property
+    def enumerable(self) -> bool:
+        return self.n_states is not None
+
+    # -- objects ------------------------------------------------------------
+    def object_columns(self) -> list[str]:
+        """Column names used to write one terminal object as a CSV row."""
+        return [f"x{i}" for i in range(math.prod(self.state_shape))]
+
+    def object_rows(self, states: torch.Tensor) -> list[list]:
+        """Terminal states as CSV rows (one list per state)."""
+        return states.reshape(len(states), -1).tolist()
+
+    def is_mode(self, states: torch.Tensor) -> torch.Tensor | None:
+        """bool ``[B]``: which terminal states are modes, or None if undefined."""
+        return None
+
+    def n_modes(self) -> int | None:
+        return None

@@ -1,0 +1,176 @@
+"""The policy: one trunk, heads for P_F, P_B, log F(s), and log Z(cond).
+
+``Policy.evaluate`` recomputes, in one forward pass, every estimate a loss
+needs for a batch of trajectories. Where the environment can index its states,
+each distinct state of the batch goes through the network once (trajectories
+share their early states, and padding repeats the terminal state).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gflownet.environments.base import Environment
+from gflownet.errors import ConfigError
+from gflownet.nets import MLP
+from gflownet.trajectories import Trajectories
+
+
+@dataclass
+class Evaluation:
+    """Per-transition estimates for a batch (``[B, T]`` unless stated; None if not asked)."""
+
+    lengths: torch.Tensor  # [B]
+    mask: torch.Tensor  # [B, T] bool
+    log_reward: torch.Tensor  # [B]
+    log_pf: torch.Tensor
+    log_pb: torch.Tensor | None = None  # 0 at the exit
+    log_flow: torch.Tensor | None = None  # log F(s_t)
+    log_z: torch.Tensor | None = None  # [B]
+    log_pf_exit: torch.Tensor | None = None  # log P_F(stop | s_t)
+    state_log_reward: torch.Tensor | None = None  # log R(s_t)
+    log_inflow: torch.Tensor | None = None  # edge flows into s_t (FM)
+    log_outflow: torch.Tensor | None = None  # edge flows out of s_t (FM)
+    log_exit_flow: torch.Tensor | None = None  # [B] F(x -> sink) (FM)
+
+
+def masked_log_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """log-softmax over the legal entries; illegal ones get -inf.
+
+    A row with no legal entry (P_B at s_0) is normalised over all entries instead:
+    it is never read, but a row of NaNs would poison the gradient.
+    """
+    mask = mask | ~mask.any(-1, keepdim=True)
+    return logits.masked_fill(~mask, float("-inf")).log_softmax(-1)
+
+
+class Policy(nn.Module):
+    """MLP trunk over ``env.featurize(s)`` (and ``cond``) with linear heads.
+
+    Args:
+        env: the environment (fixes input and output widths).
+        hidden, layers: trunk width and depth.
+        backward: "learned" (a P_B head) or "uniform" (P_B uniform over parents).
+        flow: add a log F(s) head (DB, SubTB).
+        cond_dim: width of the conditioning tensor (0: unconditional). log Z is a
+            scalar, or an MLP of ``cond`` when ``cond_dim > 0``.
+    """
+
+    def __init__(self, env: Environment, hidden: int = 256, layers: int = 2, backward: str = "learned",
+                 flow: bool = False, cond_dim: int = 0):
+        super().__init__()
+        if backward not in ("learned", "uniform"):
+            raise ConfigError(f"backward policy must be 'learned' or 'uniform', got {backward!r}")
+        if hidden < 1 or layers < 1:
+            raise ConfigError(f"hidden and layers must be >= 1, got hidden={hidden}, layers={layers}")
+        self.n_actions, self.n_backward = env.n_actions, env.n_backward_actions
+        self.learned_backward, self.has_flow, self.cond_dim = backward == "learned", flow, cond_dim
+        n_out = self.n_actions + (self.n_backward if self.learned_backward else 0) + int(flow)
+        self.trunk = MLP(env.feature_dim + cond_dim, hidden, layers)
+        self.head = nn.Linear(hidden, n_out)
+        if cond_dim:
+            self.log_z_net = nn.Sequential(MLP(cond_dim, hidden, 1), nn.Linear(hidden, 1))
+        else:
+            self.log_z_param = nn.Parameter(torch.zeros(1))
+
+    def log_z_parameters(self) -> list[nn.Parameter]:
+        return list(self.log_z_net.parameters()) if self.cond_dim else [self.log_z_param]
+
+    def log_z(self, cond: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """log Z(cond), ``[B]``."""
+        if self.cond_dim:
+            return self.log_z_net(cond).squeeze(-1)
+        return self.log_z_param.expand(batch)
+
+    def _hidden(self, features, cond):
+        if self.cond_dim:
+            if cond is None:
+                raise ConfigError("this policy is conditional: pass a cond tensor")
+            features = torch.cat([features, cond], -1)
+        return self.trunk(features)
+
+    def forward_logits(self, features: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """``[N, n_actions]`` unnormalised forward logits (the only head a rollout needs)."""
+        A = self.n_actions
+        return F.linear(self._hidden(features, cond), self.head.weight[:A], self.head.bias[:A])
+
+    def backward_logits(self, features: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """``[N, n_backward]`` backward logits (zeros: uniform, when P_B is not learned)."""
+        if not self.learned_backward:
+            return features.new_zeros(len(features), self.n_backward)
+        A, Ab = self.n_actions, self.n_backward
+        return F.linear(self._hidden(features, cond), self.head.weight[A:A + Ab], self.head.bias[A:A + Ab])
+
+    def heads(self, features, cond=None):
+        """All heads at once: forward logits ``[N, A]``, backward logits ``[N, A_b]``
+        (None when uniform), log F ``[N]`` (None without a flow head)."""
+        out = self.head(self._hidden(features, cond))
+        A, Ab = self.n_actions, self.n_backward if self.learned_backward else 0
+        return out[:, :A], (out[:, A:A + Ab] if Ab else None), (out[:, -1] if self.has_flow else None)
+
+    # -- the packed forward of a training step -----------------------------------
+    def evaluate(self, env: Environment, traj: Trajectories, needs: frozenset) -> Evaluation:
+        """Estimates for every transition of ``traj`` (one forward over its states)."""
+        B, T = traj.actions.shape
+        states = flat_states = traj.states[:, :T].reshape(B * T, *traj.states.shape[2:])
+        cond = None if traj.cond is None else traj.cond[:, None].expand(B, T, -1).reshape(B * T, -1)
+        if cond is None and env.enumerable:  # each distinct state once
+            unique_ids, rows = torch.unique(env.state_index(states), return_inverse=True)
+            first = torch.empty_like(unique_ids).scatter_(0, rows, torch.arange(B * T, device=rows.device))
+            states = states[first]
+        else:
+            rows = torch.arange(B * T, device=traj.actions.device)
+        fwd, bwd, flow = self.heads(env.featurize(states), cond)
+        fwd_mask = env.forward_mask(states)
+        log_pf_all = masked_log_softmax(fwd, fwd_mask)
+        rows = rows.view(B, T)
+        actions = traj.actions
+        mask = traj.mask
+        ev = Evaluation(traj.lengths, mask, traj.log_reward, log_pf=log_pf_all[rows, actions])
+        if "log_pb" in needs:
+            is_move = torch.arange(T, device=actions.device) < (traj.lengths - 1)[:, None]
+            next_rows = torch.cat([rows[:, 1:], rows[:, -1:]], 1)
+            back = env.backward_action(flat_states, torch.where(is_move, actions, 0).reshape(-1)).view(B, T)
+            bwd_mask = env.backward_mask(states)
+            if bwd is None:
+                log_pb_all = -bwd_mask.sum(-1, keepdim=True).clamp_min(1).float().log().expand_as(bwd_mask)
+            else:
+                log_pb_all = masked_log_softmax(bwd, bwd_mask)
+            ev.log_pb = torch.where(is_move, log_pb_all[next_rows, back], 0.0)
+        if "log_flow" in needs:
+            if flow is None:
+                raise ConfigError("this objective needs a flow head: build the Policy with flow=True")
+            ev.log_flow = flow[rows]
+        if "log_z" in needs:
+            ev.log_z = self.log_z(traj.cond, B)
+        if "log_pf_exit" in needs:
+            ev.log_pf_exit = log_pf_all[rows, env.exit_action]
+        if "state_log_reward" in needs:
+            ev.state_log_reward = env.log_reward(states)[rows]
+        if "edge_flows" in needs:
+            log_in, log_out = self._edge_flows(env, states, fwd, fwd_mask)
+            ev.log_inflow, ev.log_outflow = log_in[rows], log_out[rows]
+            ev.log_exit_flow = fwd[rows[torch.arange(B), traj.lengths - 1], env.exit_action]
+        return ev
+
+    def _edge_flows(self, env, states, fwd, fwd_mask):
+        """log total edge flow into and out of each state, ``[N]`` each (FM)."""
+        N, Ab = len(states), env.n_backward_actions
+        legal = env.backward_mask(states)  # [N, Ab]
+        back = torch.arange(Ab, device=states.device).repeat(N)
+        child = states.repeat_interleave(Ab, 0)
+        parents = child.clone()
+        ok = legal.reshape(-1)
+        parents[ok] = env.backward_step(child[ok], back[ok])
+        into = env.forward_action(child, back)
+        parent_logits = self.forward_logits(env.featurize(parents))
+        edge = parent_logits.gather(1, into[:, None]).view(N, Ab)
+        # s_0 has no parent: give it a finite dummy inflow (never read) rather than -inf,
+        # whose logsumexp gradient would be NaN.
+        no_parent = torch.where(legal.any(-1, keepdim=True), float("-inf"), 0.0)
+        log_in = torch.where(legal, edge, no_parent).logsumexp(-1)
+        log_out = fwd.masked_fill(~fwd_mask, float("-inf")).logsumexp(-1)
+        return log_in, log_out

@@ -1,0 +1,127 @@
+"""Batched rollouts, forward from s_0 and backward from given terminal objects.
+
+Both run under ``torch.no_grad()`` and record states and actions only: the loss
+recomputes log-probabilities in one packed forward (``Policy.evaluate``), which
+also lets the same loss train on replayed or backward-sampled trajectories.
+
+Actions are drawn with the Gumbel-max trick, argmax(logits - log E) with
+E ~ Exp(1), on noise drawn for the whole rollout at once: no normalisation and
+no per-step random-number call. Finished trajectories keep taking the (no-op)
+exit action, so shapes stay fixed; on CUDA, completion is checked only every
+few steps to keep host synchronisations out of the loop.
+"""
+from __future__ import annotations
+
+import torch
+
+from gflownet.environments.base import Environment
+from gflownet.policy import Policy
+from gflownet.trajectories import Trajectories
+
+_SYNC_EVERY_CUDA = 8
+
+
+def _gumbel_argmax(logits, mask, log_noise):
+    """Sample from softmax(logits) restricted to ``mask``; ``log_noise`` = log E, E ~ Exp(1)."""
+    return (logits.masked_fill(~mask, float("-inf")) - log_noise).argmax(-1)
+
+
+def _exp_noise(shape, device, generator):
+    return torch.empty(shape, device=device).exponential_(generator=generator).log_()
+
+
+@torch.no_grad()
+def sample_forward(
+    env: Environment,
+    policy: Policy,
+    batch: int,
+    cond: torch.Tensor | None = None,
+    epsilon: float = 0.0,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Trajectories:
+    """Roll out ``batch`` trajectories from s_0 with P_F(.|s, cond).
+
+    Args:
+        cond: ``[B, C]`` conditioning, or None.
+        epsilon: probability of a uniformly random legal action at each step.
+        temperature: P_F is sampled as softmax(logits / temperature).
+    Returns: Trajectories without rewards.
+    """
+    device, T, A = env.device, env.max_steps, env.n_actions
+    exit_action = env.exit_action
+    s = env.reset(batch)
+    states = s.new_empty(batch, T + 1, *s.shape[1:])
+    states[:, 0] = s
+    actions = torch.full((batch, T), exit_action, dtype=torch.long, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    lengths = torch.zeros(batch, dtype=torch.long, device=device)
+    log_noise = _exp_noise((T, batch, A), device, generator)
+    if epsilon > 0:
+        explore = torch.rand((T, batch), device=device, generator=generator) < epsilon
+        uniform_noise = _exp_noise((T, batch, A), device, generator)
+    sync_every = _SYNC_EVERY_CUDA if device.type == "cuda" else 1
+    steps = T
+    for t in range(T):
+        logits = policy.forward_logits(env.featurize(s), cond)
+        if temperature != 1.0:
+            logits = logits / temperature
+        mask = env.forward_mask(s)
+        a = _gumbel_argmax(logits, mask, log_noise[t])
+        if epsilon > 0:
+            a = torch.where(explore[t], _gumbel_argmax(torch.zeros_like(logits), mask, uniform_noise[t]), a)
+        a.masked_fill_(done, exit_action)
+        lengths += ~done
+        s = env.step(s, a)
+        states[:, t + 1] = s
+        actions[:, t] = a
+        done |= a == exit_action
+        if (t + 1) % sync_every == 0 and bool(done.all()):
+            steps = t + 1
+            break
+    if sync_every > 1:
+        steps = int(lengths.max())
+    return Trajectories(states[:, : steps + 1], actions[:, :steps], lengths, cond=cond)
+
+
+@torch.no_grad()
+def sample_backward(
+    env: Environment,
+    policy: Policy,
+    terminals: torch.Tensor,
+    cond: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Trajectories:
+    """Trajectories ending in the given terminal states, sampled backward with P_B.
+
+    ``terminals`` is ``[B, *state_shape]``. The result is in forward order, as
+    ``sample_forward`` returns it, so any objective trains on it unchanged.
+    """
+    B, T, device = len(terminals), env.max_steps, terminals.device
+    rev_states = terminals.new_empty(B, T, *terminals.shape[1:])  # x, parent, grandparent, ...
+    rev_actions = torch.zeros(B, T, dtype=torch.long, device=device)  # forward action into rev_states[k]
+    s = terminals.clone()
+    rev_states[:, 0] = s
+    moves = torch.zeros(B, dtype=torch.long, device=device)
+    for k in range(T - 1):
+        mask = env.backward_mask(s)
+        active = mask.any(-1)
+        if not bool(active.any()):
+            break
+        logits = policy.backward_logits(env.featurize(s), cond)
+        b = _gumbel_argmax(logits, mask, _exp_noise(mask.shape, device, generator))
+        parent = s.clone()
+        parent[active] = env.backward_step(s[active], b[active])
+        rev_actions[:, k] = torch.where(active, env.forward_action(s, b), 0)
+        moves += active
+        s = parent
+        rev_states[:, k + 1] = s
+    # Forward order: states[b, t] = rev_states[b, moves_b - t] for t <= moves_b, then x.
+    t = torch.arange(T + 1, device=device)
+    src = (moves[:, None] - t).clamp_min(0)
+    src = torch.where(t <= moves[:, None], src, 0)
+    states = rev_states[torch.arange(B, device=device)[:, None], src]
+    src_a = (moves[:, None] - 1 - t[:T]).clamp_min(0)
+    actions = torch.where(t[:T] < moves[:, None], rev_actions.gather(1, src_a), env.exit_action)
+    steps = int(moves.max()) + 1
+    return Trajectories(states[:, : steps + 1], actions[:, :steps], moves + 1, cond=cond)

@@ -1,0 +1,241 @@
+"""The one training loop: sample -> score -> loss -> step -> log -> evaluate -> checkpoint.
+
+Every objective goes through it; the objective says which heads the policy
+needs. A run folder holds ``config.json``, ``metrics.jsonl`` (one JSON object
+per line), ``checkpoint.pt`` (atomic, resumable) and ``summary.json``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from gflownet.environments import make_env
+from gflownet import checkpoint
+from gflownet.config import RunConfig
+from gflownet.errors import CheckpointError, ConfigError, GFlowNetError
+from gflownet.metrics import exact_metrics, transitions
+from gflownet.policy import Policy
+from gflownet.sampler import sample_forward
+from gflownet.objectives import get_objective
+
+# Settings that may change when a run is resumed: they do not affect the parameters.
+RUNTIME_FIELDS = {"device", "threads", "log_every", "eval_every", "checkpoint_every"}
+# Exact evaluation is skipped above this many states.
+MAX_EXACT_STATES = 1 << 22
+
+
+def set_threads(threads: int) -> None:
+    """torch's CPU threads; 0 picks one thread, the fastest for the small matrices of
+    a GFlowNet step on this kind of machine (experiments/bench_hypergrid.py)."""
+    torch.set_num_threads(threads if threads > 0 else 1)
+
+
+def resolve_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r} (use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA device")
+    return device
+
+
+class Trainer:
+    """Builds environment, policy and optimiser from a ``RunConfig`` and trains.
+
+    ``out`` is the run folder (None: keep nothing on disk).
+    """
+
+    def __init__(self, config: RunConfig, out: str | Path | None = None, progress: bool = False):
+        self.config, self.out, self.progress = config, Path(out) if out else None, progress
+        t = config.train
+        for name in ("batch_size", "trajectories", "log_every", "checkpoint_every"):
+            if getattr(t, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(t, name)}")
+        if not (t.lr > 0 and t.lr_logz > 0 and 0 < t.lr_final <= 1 and 0 <= t.epsilon <= 1 and t.temperature > 0):
+            raise ConfigError("need lr > 0, lr_logz > 0, 0 < lr_final <= 1, 0 <= epsilon <= 1, temperature > 0")
+        if t.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"train.lr_schedule must be 'constant' or 'cosine', got {t.lr_schedule!r}")
+        self.device = resolve_device(t.device)
+        set_threads(t.threads)
+        self.objective = get_objective(config.objective)
+        self.objective_params = self.objective.check_params(config.objective_params)
+        torch.manual_seed(t.seed)
+        random.seed(t.seed)
+        self.env = make_env(config.env, device=self.device, **config.env_params)
+        m = config.model
+        self.policy = Policy(self.env, m.hidden, m.layers, m.backward, flow="log_flow" in self.objective.needs)
+        self.policy.to(self.device)
+        log_z = {id(p) for p in self.policy.log_z_parameters()}
+        self.optimizer = torch.optim.Adam([
+            {"params": [p for p in self.policy.parameters() if id(p) not in log_z], "lr": t.lr},
+            {"params": self.policy.log_z_parameters(), "lr": t.lr_logz},
+        ])
+        self.base_lrs = [t.lr, t.lr_logz]
+        self.generator = torch.Generator(self.device).manual_seed(t.seed)
+        self.total_steps = math.ceil(t.trajectories / t.batch_size)
+        self.step_count = 0
+        self.elapsed = 0.0  # seconds spent training (evaluation excluded), across resumes
+        self.exact = self.env.enumerable and self.env.n_states <= MAX_EXACT_STATES
+        self._dag = None
+
+    # -- one step -------------------------------------------------------------------
+    def _schedule(self) -> float:
+        t = self.config.train
+        if t.lr_schedule == "constant":
+            return 1.0
+        progress = self.step_count / max(self.total_steps, 1)
+        return t.lr_final + (1 - t.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def train_step(self) -> torch.Tensor:
+        """One optimisation step on a fresh on-policy batch; returns the (detached) loss."""
+        t = self.config.train
+        factor = self._schedule()
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
+        traj = sample_forward(self.env, self.policy, t.batch_size, epsilon=t.epsilon,
+                              temperature=t.temperature, generator=self.generator)
+        traj.log_reward = self.env.log_reward(traj.terminal)
+        evaluation = self.policy.evaluate(self.env, traj, self.objective.needs)
+        loss = self.objective(evaluation, **self.objective_params)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), t.grad_clip)
+        self.optimizer.step()
+        self.step_count += 1
+        return loss.detach()
+
+    def evaluate(self) -> dict:
+        """Exact metrics where the space is enumerable (else an empty dict)."""
+        if not self.exact:
+            return {}
+        if self._dag is None:
+            self._dag = transitions(self.env)
+        return exact_metrics(self.env, self.policy, self._dag)
+
+    # -- the loop ---------------------------------------------------------------------
+    def run(self) -> dict:
+        t = self.config.train
+        eval_steps = math.ceil(t.eval_every / t.batch_size) if t.eval_every > 0 else 0
+        metrics_file = self._open_metrics()
+        bar = tqdm(total=self.total_steps, initial=self.step_count, disable=not self.progress,
+                   desc="train", unit="step", mininterval=0.5)
+        window, window_start, window_steps = torch.zeros((), device=self.device), time.perf_counter(), 0
+        last = {}
+        try:
+            while self.step_count < self.total_steps:
+                start = time.perf_counter()
+                window += self.train_step()
+                window_steps += 1
+                self.elapsed += time.perf_counter() - start
+                bar.update(1)
+                step = self.step_count
+                at_end = step == self.total_steps
+                if step % t.log_every == 0 or at_end:
+                    loss = float(window) / window_steps
+                    if not math.isfinite(loss):
+                        raise GFlowNetError(f"training diverged at step {step}: the loss is {loss}; "
+                                            "the last checkpoint holds the parameters before it")
+                    seconds = time.perf_counter() - window_start
+                    last = {"kind": "train", "step": step, "trajectories": step * t.batch_size, "loss": loss,
+                            "log_z": float(self.policy.log_z(None, 1)[0]) if not self.policy.cond_dim else None,
+                            "lr": self.optimizer.param_groups[0]["lr"],
+                            "traj_per_s": window_steps * t.batch_size / seconds}
+                    self._log(metrics_file, last)
+                    bar.set_postfix(loss=f"{loss:.3g}")
+                    window.zero_()
+                    window_steps, window_start = 0, time.perf_counter()
+                if (eval_steps and step % eval_steps == 0) or at_end:
+                    evaluation = self.evaluate()
+                    if evaluation:
+                        self._log(metrics_file, {"kind": "eval", "step": step,
+                                                 "trajectories": step * t.batch_size, **evaluation})
+                        bar.set_postfix(loss=last.get("loss"), l1=f"{evaluation['l1']:.3g}")
+                if self.out and (step % t.checkpoint_every == 0 or at_end):
+                    metrics_file.flush()
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            if metrics_file:
+                metrics_file.close()
+        summary = {"steps": self.step_count, "trajectories": self.step_count * t.batch_size,
+                   "train_seconds": self.elapsed,
+                   "traj_per_s": self.step_count * t.batch_size / max(self.elapsed, 1e-9),
+                   **{f"final_{k}": v for k, v in last.items() if k in ("loss", "log_z")},
+                   **self.evaluate()}
+        if self.out:
+            checkpoint.atomic_write(self.out / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+        return summary
+
+    def _open_metrics(self):
+        if not self.out:
+            return None
+        path = self.out / "metrics.jsonl"
+        f = open(path, "ab")
+        f.truncate(self._metrics_offset if path.exists() else 0)
+        f.seek(0, 2)
+        return f
+
+    _metrics_offset = 0
+
+    @staticmethod
+    def _log(f, record: dict) -> None:
+        if f:
+            f.write((json.dumps(record) + "\n").encode())
+
+    # -- checkpoints --------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        metrics = self.out / "metrics.jsonl" if self.out else None
+        return {
+            "config": self.config.to_dict(),
+            "step": self.step_count,
+            "elapsed": self.elapsed,
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": random.getstate(),
+            "metrics_offset": metrics.stat().st_size if metrics and metrics.exists() else 0,
+        }
+
+    def save_checkpoint(self) -> None:
+        checkpoint.save(self.out / "checkpoint.pt", self.state_dict())
+
+    def load_state_dict(self, state: dict, source: str = "checkpoint") -> None:
+        diffs = [d for d in checkpoint.config_difference(_comparable(state["config"]),
+                                                         _comparable(self.config.to_dict()))]
+        if diffs:
+            raise CheckpointError(f"{source} was written by a run with another configuration: "
+                                  + "; ".join(diffs))
+        try:
+            self.policy.load_state_dict(state["policy"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{source} does not fit this model: {str(exc).splitlines()[0]}") from None
+        self.step_count, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["python_rng"])
+        self._metrics_offset = int(state["metrics_offset"])
+
+    def resume(self) -> bool:
+        """Load ``out/checkpoint.pt`` if there is one; True if the run was resumed."""
+        path = self.out / "checkpoint.pt" if self.out else None
+        if not path or not path.exists():
+            return False
+        self.load_state_dict(checkpoint.load(path, map_location=self.device), str(path))
+        return True
+
+
+def _comparable(config: dict) -> dict:
+    config = json.loads(json.dumps(config))
+    for name in RUNTIME_FIELDS:
+        config.get("train", {}).pop(name, None)
+    return config
