@@ -124,6 +124,12 @@ def _build(cls, data: dict, where: str):
 
 
 def _parse_value(raw: str) -> Any:
+    """int, float (1e-3 included, which YAML 1.1 reads as a string), else YAML."""
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
     try:
         return yaml.safe_load(raw)
     except yaml.YAMLError:

@@ -145,7 +145,7 @@ class Trainer:
                                             "the last checkpoint holds the parameters before it")
                     seconds = time.perf_counter() - window_start
                     last = {"kind": "train", "step": step, "trajectories": step * t.batch_size, "loss": loss,
-                            "log_z": float(self.policy.log_z(None, 1)[0]) if not self.policy.cond_dim else None,
+                            "log_z": float(self.policy.log_z(None, 1)[0].detach()) if not self.policy.cond_dim else None,
                             "lr": self.optimizer.param_groups[0]["lr"],
                             "traj_per_s": window_steps * t.batch_size / seconds}
                     self._log(metrics_file, last)
@@ -177,6 +177,7 @@ class Trainer:
     def _open_metrics(self):
         if not self.out:
             return None
+        self.out.mkdir(parents=True, exist_ok=True)
         path = self.out / "metrics.jsonl"
         f = open(path, "ab")
         f.truncate(self._metrics_offset if path.exists() else 0)
