@@ -24,12 +24,13 @@ LOG_REWARD_FLOOR = -50.0
 def checked_log(reward: torch.Tensor, states: torch.Tensor, who: str) -> torch.Tensor:
     """log of a batch of rewards ``[B]``, refusing NaN, +-inf and negatives.
 
-    R = 0 maps to ``LOG_REWARD_FLOOR``. The error names the first bad state.
+    R = 0 maps to ``LOG_REWARD_FLOOR``; positive rewards keep their exact log.
+    The error names the first bad state.
     """
     reward = torch.as_tensor(reward)
     if reward.shape != states.shape[:1]:
         raise RewardError(f"{who} returned shape {tuple(reward.shape)}, expected ({states.shape[0]},)")
-    reward = reward.to(torch.float32)
+    reward = reward.to(torch.float64)  # float32 would turn a finite 1e39 into inf
     bad = ~torch.isfinite(reward) | (reward < 0)
     if bool(bad.any()):
         i = int(bad.nonzero()[0])
@@ -38,7 +39,7 @@ def checked_log(reward: torch.Tensor, states: torch.Tensor, who: str) -> torch.T
             f"({int(bad.sum())} bad values in a batch of {len(reward)}); "
             "rewards must be finite and >= 0"
         )
-    return reward.clamp_min(math.exp(LOG_REWARD_FLOOR)).log()
+    return torch.where(reward > 0, reward.log(), LOG_REWARD_FLOOR).to(torch.float32)
 
 
 class Environment:

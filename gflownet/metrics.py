@@ -116,7 +116,8 @@ def exact_flows(env: Environment, log_pb: torch.Tensor | None = None) -> Flows:
     dag = transitions(env)
     states = env.all_states()
     if log_pb is None:
-        log_pb = masked_log_softmax(torch.zeros(len(states), env.n_backward_actions, device=states.device),
+        log_pb = masked_log_softmax(torch.zeros(len(states), env.n_backward_actions, dtype=torch.float64,
+                                                device=states.device),
                                     env.backward_mask(states))
     log_pb = log_pb.double()
     exit_flow = env.log_reward(states).double().masked_fill(~dag.can_exit, float("-inf")).exp()

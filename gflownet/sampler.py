@@ -23,7 +23,7 @@ _SYNC_EVERY_CUDA = 8
 
 def _gumbel_argmax(logits, mask, log_noise):
     """Sample from softmax(logits) restricted to ``mask``; ``log_noise`` = log E, E ~ Exp(1)."""
-    return (logits.masked_fill(~mask, float("-inf")) - log_noise).argmax(-1)
+    return torch.where(mask, logits - log_noise, float("-inf")).argmax(-1)
 
 
 def _exp_noise(shape, device, generator):
@@ -51,16 +51,15 @@ def sample_forward(
     device, T, A = env.device, env.max_steps, env.n_actions
     exit_action = env.exit_action
     s = env.reset(batch)
-    states = s.new_empty(batch, T + 1, *s.shape[1:])
-    states[:, 0] = s
-    actions = torch.full((batch, T), exit_action, dtype=torch.long, device=device)
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
-    lengths = torch.zeros(batch, dtype=torch.long, device=device)
+    states = s.new_empty(T + 1, batch, *s.shape[1:])  # time-major: one contiguous write a step
+    states[0] = s
+    actions = torch.full((T, batch), exit_action, dtype=torch.long, device=device)
     log_noise = _exp_noise((T, batch, A), device, generator)
     if epsilon > 0:
         explore = torch.rand((T, batch), device=device, generator=generator) < epsilon
         uniform_noise = _exp_noise((T, batch, A), device, generator)
     sync_every = _SYNC_EVERY_CUDA if device.type == "cuda" else 1
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
     steps = T
     for t in range(T):
         logits = policy.forward_logits(env.featurize(s), cond)
@@ -70,18 +69,20 @@ def sample_forward(
         a = _gumbel_argmax(logits, mask, log_noise[t])
         if epsilon > 0:
             a = torch.where(explore[t], _gumbel_argmax(torch.zeros_like(logits), mask, uniform_noise[t]), a)
-        a.masked_fill_(done, exit_action)
-        lengths += ~done
+        a.masked_fill_(done, exit_action)  # finished trajectories idle on the exit
         s = env.step(s, a)
-        states[:, t + 1] = s
-        actions[:, t] = a
-        done |= a == exit_action
+        states[t + 1] = s
+        actions[t] = a
+        done = a == exit_action
         if (t + 1) % sync_every == 0 and bool(done.all()):
             steps = t + 1
             break
+    actions = actions[:steps].T
+    lengths = (actions != exit_action).sum(1) + 1  # moves, then the exit
     if sync_every > 1:
         steps = int(lengths.max())
-    return Trajectories(states[:, : steps + 1], actions[:, :steps], lengths, cond=cond)
+        actions = actions[:, :steps]
+    return Trajectories(states[: steps + 1].transpose(0, 1), actions, lengths, cond=cond)
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ def trajectory_balance(log_pf, log_pb, log_reward, log_z, mask):
 
     Args:
         log_pf: ``[B, T]`` log P_F of each transition (the exit included).
-        log_pb: ``[B, T]`` log P_B of each transition (0 at the exit).
+        log_pb: ``[B, T]`` log P_B of each transition (ignored at the exit).
         log_reward: ``[B]`` log R(x).
         log_z: ``[B]`` log Z (of each trajectory's conditioning).
         mask: ``[B, T]`` bool, True on the trajectory's transitions; the rest is ignored.
@@ -27,5 +27,7 @@ def vargrad(log_pf, log_pb, log_reward, mask):
 
 
 def tb_residuals(log_pf, log_pb, log_reward, mask):
-    """``[B]``: sum_t (log P_F - log P_B) - log R, the TB residual without log Z."""
-    return torch.where(mask, log_pf - log_pb, 0.0).sum(1) - log_reward
+    """``[B]``: sum_t (log P_F - log P_B) - log R, the TB residual without log Z
+    (log P_B at the exit, the last True of each row of ``mask``, is ignored)."""
+    is_move = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
+    return torch.where(mask, log_pf, 0.0).sum(1) - torch.where(is_move, log_pb, 0.0).sum(1) - log_reward

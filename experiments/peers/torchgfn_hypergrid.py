@@ -18,11 +18,11 @@ import time
 T_TOP = time.perf_counter()  # first statement: everything below counts as "process"
 T_TOP_WALL = time.time()
 
-import argparse  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
 import importlib.metadata  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import os  # noqa: E402
 
 import torch  # noqa: E402
 from gfn.estimators import DiscretePolicyEstimator, ScalarEstimator  # noqa: E402
@@ -32,43 +32,10 @@ from gfn.preprocessors import KHotPreprocessor  # noqa: E402
 from gfn.utils.common import set_seed  # noqa: E402
 from gfn.utils.modules import MLP  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from bench_common import Clock, parse_args  # noqa: E402
+
 T_IMPORTED = time.perf_counter()
-
-
-def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dim", type=int, default=4)
-    p.add_argument("--side", type=int, default=8)
-    p.add_argument("--r0", type=float, default=0.1)
-    p.add_argument("--r1", type=float, default=0.5)
-    p.add_argument("--r2", type=float, default=2.0)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--trajectories", type=int, default=160_000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--layers", type=int, default=2, help="hidden layers in the trunk")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-logz", type=float, default=0.1)
-    p.add_argument("--objective", choices=["tb", "db", "subtb"], default="tb")
-    p.add_argument("--subtb-lambda", type=float, default=0.9)
-    p.add_argument("--eval-every", type=int, default=16_000,
-                   help="in trajectories; 0 = only at the end")
-    p.add_argument("--warmup", type=int, default=20,
-                   help="iterations excluded from steady-state timing")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--json", type=str, default=None)
-    return p.parse_args()
-
-
-def interpreter_startup_s():
-    """Best effort (Linux): seconds from process start to the top of this script."""
-    try:
-        with open("/proc/self/stat") as f:
-            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-        since_boot = time.clock_gettime(time.CLOCK_BOOTTIME) - (time.time() - T_TOP_WALL)
-        return since_boot - start_ticks / os.sysconf("SC_CLK_TCK")
-    except Exception:
-        return None
 
 
 def build(args, env):
@@ -154,7 +121,7 @@ class Evaluator:
 
 
 def main():
-    args = parse_args()
+    args = parse_args(__doc__.splitlines()[0])
     if args.threads:
         torch.set_num_threads(args.threads)
     set_seed(args.seed)
@@ -165,20 +132,11 @@ def main():
     gfn, optimizer, n_params = build(args, env)
     reduction = "sum" if args.objective == "subtb" else "mean"  # as in the tutorial
 
-    eval_s, evals = 0.0, []
-    te = time.perf_counter()
-    evaluator = Evaluator(env, args)
-    if args.eval_every > 0:
-        evals.append(evaluator(gfn, 0))
-    eval_s += time.perf_counter() - te
-    eval_pre_s = eval_s
-
-    B = args.batch_size
-    n_iters = args.trajectories // B
+    B, n_iters = args.batch_size, args.trajectories // args.batch_size
+    clock = Clock(T_TOP, args.warmup)
+    evaluator = clock.timed_eval(Evaluator, env, args)
+    evals = [clock.timed_eval(evaluator, gfn, 0)] if args.eval_every > 0 else []
     next_eval = args.eval_every if args.eval_every > 0 else None
-    t_train0 = time.perf_counter()
-    t_steady0 = t_train0 if args.warmup <= 0 else None
-    eval_s_at_steady0 = eval_s
     loss = torch.tensor(float("nan"))
     for it in range(n_iters):
         trajectories = gfn.sample_trajectories(env, n=B, save_logprobs=True,
@@ -189,26 +147,14 @@ def main():
         loss.backward()
         optimizer.step()
         done = (it + 1) * B
-        if it + 1 == args.warmup:
-            t_steady0, eval_s_at_steady0 = time.perf_counter(), eval_s
+        clock.iteration_done(it + 1)
         if next_eval is not None and done >= next_eval and it + 1 < n_iters:
-            te = time.perf_counter()
-            evals.append(evaluator(gfn, done))
+            evals.append(clock.timed_eval(evaluator, gfn, done))
             print(json.dumps(evals[-1]), flush=True)
             while next_eval <= done:
                 next_eval += args.eval_every
-            eval_s += time.perf_counter() - te
-    t_end = time.perf_counter()
-    train_s = t_end - t_train0 - (eval_s - eval_pre_s)
-
-    steady_iters = n_iters - max(args.warmup, 0)
-    steady_s = (t_end - t_steady0 - (eval_s - eval_s_at_steady0)) if steady_iters > 0 else None
-    whole_s = t_end - T_TOP - eval_s
-    te = time.perf_counter()
+    timing = clock.record(n_iters, B, T_IMPORTED, T_TOP_WALL)
     evals.append(evaluator(gfn, n_iters * B))
-    eval_s += time.perf_counter() - te
-
-    trained = n_iters * B
     result = {
         "library": "torchgfn",
         "torchgfn_version": importlib.metadata.version("torchgfn"),
@@ -223,18 +169,7 @@ def main():
         "subtb_weighting": "geometric_within" if args.objective == "subtb" else None,
         "loss_reduction": reduction,
         "n_params": n_params,
-        "iterations": n_iters,
-        "trajectories_trained": trained,
-        "import_s": T_IMPORTED - T_TOP,
-        "interpreter_startup_s": interpreter_startup_s(),
-        "setup_s": t_train0 - T_IMPORTED - eval_pre_s,
-        "train_s": train_s,
-        "steady_iterations": steady_iters,
-        "steady_s": steady_s,
-        "steady_traj_per_s": steady_iters * B / steady_s if steady_s else None,
-        "whole_process_s": whole_s,
-        "whole_traj_per_s": trained / whole_s,
-        "eval_s_total": eval_s,
+        **timing,
         "dp_uniform_pf_sum": evaluator.uniform_sum,
         "final_loss": loss.item(),
         "evals": evals,

@@ -1,0 +1,418 @@
+"""Rollouts (forward and backward), Policy.evaluate, and the Trajectories batch."""
+import math
+from collections import Counter
+
+import pytest
+import torch
+
+from gflownet.environments.hypergrid import HyperGrid
+from gflownet.metrics import terminal_distribution
+from gflownet.policy import Policy, masked_log_softmax
+from gflownet.sampler import sample_backward, sample_forward
+from gflownet.trajectories import Trajectories
+
+
+@pytest.fixture(autouse=True)
+def _fixed_global_seed():
+    """Each test starts from the same global RNG state (policy initialisation); sampling uses Generators."""
+    torch.manual_seed(0)
+
+
+ALL_NEEDS = frozenset({"log_pb", "log_flow", "log_z", "edge_flows", "log_pf_exit", "state_log_reward"})
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def check_legal(env, traj, start_at_s0=True, tight=True):
+    """Every transition legal and consistent with env.step; exit at L_b - 1; x repeated after."""
+    B, T = traj.actions.shape
+    assert traj.states.shape[:2] == (B, T + 1)
+    assert (traj.lengths >= 1).all() and (traj.lengths <= T).all()
+    if tight:
+        assert int(traj.lengths.max()) == T  # no column of pure padding
+    exit_a = env.exit_action
+    if start_at_s0:
+        assert (traj.states[:, 0] == 0).all()
+    for b in range(B):
+        L = int(traj.lengths[b])
+        x = traj.states[b, L - 1]
+        for t in range(T):
+            s, a, s_next = traj.states[b, t], int(traj.actions[b, t]), traj.states[b, t + 1]
+            if t < L:
+                assert bool(env.forward_mask(s[None])[0, a]), (b, t)
+                assert torch.equal(env.step(s[None], torch.tensor([a]))[0], s_next), (b, t)
+                assert (a == exit_a) == (t == L - 1), (b, t)
+            else:
+                assert a == exit_a
+            if t >= L - 1:
+                assert torch.equal(s_next, x)
+        assert torch.equal(traj.terminal[b], x)
+        assert L == int(x.sum()) + 1  # hypergrid: one coordinate step per move
+
+
+# ----------------------------------------------------------------------------------
+# sample_forward
+# ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("dim,side", [(2, 4), (3, 3), (1, 6)])
+@pytest.mark.parametrize("epsilon", [0.0, 0.3])
+def test_sample_forward_is_legal(dim, side, epsilon):
+    env = HyperGrid(dim=dim, side=side)
+    traj = sample_forward(env, Policy(env, hidden=16), 200, epsilon=epsilon, generator=gen(1))
+    assert len(traj) == 200 and traj.log_reward is None and traj.cond is None
+    check_legal(env, traj)
+    assert torch.equal(traj.mask, torch.arange(traj.max_length) < traj.lengths[:, None])
+
+
+def biased_policy(env, exit_logit=20.0):
+    """A policy that (almost) always exits at once."""
+    policy = Policy(env, hidden=8)
+    with torch.no_grad():
+        policy.head.weight.zero_()
+        policy.head.bias.zero_()
+        policy.head.bias[env.exit_action] = exit_logit
+    return policy
+
+
+def uniform_pf_terminal(env):
+    states = env.all_states()
+    log_pf = masked_log_softmax(torch.zeros(len(states), env.n_actions, dtype=torch.float64),
+                                env.forward_mask(states))
+    return terminal_distribution(env, log_pf)
+
+
+def empirical(env, traj):
+    counts = torch.bincount(env.state_index(traj.terminal), minlength=env.n_states).double()
+    return counts / counts.sum()
+
+
+def test_biased_policy_is_followed():
+    env = HyperGrid(dim=2, side=4)
+    traj = sample_forward(env, biased_policy(env), 1000, generator=gen(2))
+    assert (traj.lengths == 1).all()
+
+
+@pytest.mark.parametrize("kwargs", [dict(epsilon=1.0), dict(temperature=1e6)])
+def test_exploration_gives_uniform_legal_actions(kwargs):
+    env = HyperGrid(dim=2, side=4)
+    n = 40_000
+    traj = sample_forward(env, biased_policy(env), n, generator=gen(3), **kwargs)
+    check_legal(env, Trajectories(traj.states[:50], traj.actions[:50], traj.lengths[:50]))
+    # first action: uniform over the 3 legal ones
+    freq = torch.bincount(traj.actions[:, 0], minlength=3).double() / n
+    assert (freq - 1 / 3).abs().max().item() < 0.015  # sd ~ 0.0024
+    # whole terminal distribution: that of the uniform P_F
+    l1 = (empirical(env, traj) - uniform_pf_terminal(env)).abs().sum().item()
+    assert l1 < 0.03
+
+
+def test_epsilon_mixes_policy_and_uniform():
+    env = HyperGrid(dim=2, side=4)
+    n = 40_000
+    traj = sample_forward(env, biased_policy(env), n, epsilon=0.5, generator=gen(4))
+    # exit at s_0 with prob 0.5 * 1 + 0.5 * 1/3
+    assert (traj.lengths == 1).double().mean().item() == pytest.approx(0.5 + 0.5 / 3, abs=0.015)
+
+
+def test_sample_forward_reproducible_with_generator():
+    env = HyperGrid(dim=3, side=4)
+    policy = Policy(env, hidden=16)
+    for kwargs in (dict(), dict(epsilon=0.2), dict(temperature=2.0)):
+        a = sample_forward(env, policy, 64, generator=gen(42), **kwargs)
+        b = sample_forward(env, policy, 64, generator=gen(42), **kwargs)
+        c = sample_forward(env, policy, 64, generator=gen(43), **kwargs)
+        assert torch.equal(a.states, b.states) and torch.equal(a.actions, b.actions)
+        assert torch.equal(a.lengths, b.lengths)
+        assert not (a.actions.shape == c.actions.shape and torch.equal(a.actions, c.actions))
+
+
+def test_sample_forward_with_cond():
+    env = HyperGrid(dim=2, side=4)
+    policy = Policy(env, hidden=16, cond_dim=2)
+    cond = torch.randn(32, 2)
+    traj = sample_forward(env, policy, 32, cond=cond, generator=gen(5))
+    check_legal(env, traj)
+    assert torch.equal(traj.cond, cond)
+
+
+# ----------------------------------------------------------------------------------
+# sample_backward
+# ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("backward", ["learned", "uniform"])
+@pytest.mark.parametrize("dim,side", [(2, 4), (3, 3)])
+def test_sample_backward_is_legal(dim, side, backward):
+    env = HyperGrid(dim=dim, side=side)
+    terminals = env.all_states()[torch.randint(env.n_states, (150,), generator=gen(6))]
+    terminals[0] = 0  # s_0 itself: a trajectory s_0 -> exit
+    terminals[1] = side - 1  # the far corner: the longest trajectory
+    traj = sample_backward(env, Policy(env, hidden=16, backward=backward), terminals, generator=gen(7))
+    check_legal(env, traj)
+    assert torch.equal(traj.terminal, terminals)
+    assert torch.equal(traj.lengths, terminals.sum(-1) + 1)
+    assert int(traj.lengths[0]) == 1 and int(traj.lengths[1]) == env.max_steps
+
+
+def test_sample_backward_only_s0():
+    env = HyperGrid(dim=2, side=4)
+    traj = sample_backward(env, Policy(env, hidden=8), torch.zeros(3, 2, dtype=torch.long))
+    assert traj.actions.shape == (3, 1) and (traj.actions == env.exit_action).all()
+    assert (traj.lengths == 1).all() and (traj.states == 0).all()
+
+
+def path_pb_probability(env, states, L, log_pb_table):
+    """P_B of one path (forward-ordered states s_0..s_{L-1}), as an explicit product."""
+    p = 1.0
+    for t in range(L - 1, 0, -1):
+        child, parent = states[t], states[t - 1]
+        d = int((child - parent).argmax())
+        p *= math.exp(float(log_pb_table[int(env.state_index(child[None])), d]))
+    return p
+
+
+def all_paths(env, x):
+    """Every forward path from s_0 to x, as tuples of states (recursive enumeration)."""
+    if sum(x) == 0:
+        return [((0,) * env.dim,)]
+    out = []
+    for d in range(env.dim):
+        if x[d] > 0:
+            parent = list(x)
+            parent[d] -= 1
+            out += [p + (tuple(x),) for p in all_paths(env, tuple(parent))]
+    return out
+
+
+@pytest.mark.parametrize("backward", ["uniform", "learned"])
+def test_sample_backward_path_distribution(backward):
+    env = HyperGrid(dim=3, side=3)
+    policy = Policy(env, hidden=16, backward=backward)
+    if backward == "learned":
+        with torch.no_grad():
+            policy.head.weight.mul_(5.0)
+    states = env.all_states()
+    with torch.no_grad():
+        log_pb = masked_log_softmax(policy.backward_logits(env.featurize(states)), env.backward_mask(states))
+    if backward == "uniform":  # P_B(parent|s) = 1 / number of parents, by hand
+        for i, s in enumerate(states.tolist()):
+            k = sum(c > 0 for c in s)
+            for d in range(env.dim):
+                if s[d] > 0:
+                    assert math.exp(float(log_pb[i, d])) == pytest.approx(1 / k, rel=1e-6)
+    x = (2, 1, 1)
+    paths = all_paths(env, x)
+    assert len(paths) == 12  # 4! / (2! 1! 1!)
+    expected = {p: path_pb_probability(env, torch.tensor(p), len(p), log_pb) for p in paths}
+    assert sum(expected.values()) == pytest.approx(1.0, abs=1e-6)
+    n = 30_000
+    traj = sample_backward(env, policy, torch.tensor([x] * n), generator=gen(8))
+    L = sum(x) + 1
+    assert (traj.lengths == L).all()
+    seen = Counter(tuple(map(tuple, row)) for row in traj.states[:, :L].tolist())
+    assert set(seen) <= set(paths)
+    tv = 0.5 * sum(abs(seen.get(p, 0) / n - q) for p, q in expected.items())
+    assert tv < 0.02
+    chi2 = sum((seen.get(p, 0) - n * q) ** 2 / (n * q) for p, q in expected.items())
+    assert chi2 < 45  # 11 degrees of freedom: P(chi2 > 45) ~ 5e-6
+
+
+def test_sample_backward_reproducible():
+    env = HyperGrid(dim=3, side=4)
+    policy = Policy(env, hidden=16)
+    terminals = env.all_states()[torch.randint(env.n_states, (40,), generator=gen(9))]
+    a = sample_backward(env, policy, terminals, generator=gen(10))
+    b = sample_backward(env, policy, terminals, generator=gen(10))
+    assert torch.equal(a.states, b.states) and torch.equal(a.actions, b.actions)
+
+
+# ----------------------------------------------------------------------------------
+# Policy.evaluate against a naive per-transition computation
+# ----------------------------------------------------------------------------------
+def naive(env, policy, traj):
+    """Per (b, t): run the policy on the single state, masked log-softmax, by hand."""
+    B, T = traj.actions.shape
+    out = {k: torch.full((B, T), math.nan) for k in
+           ("log_pf", "log_pb", "log_flow", "log_pf_exit", "state_log_reward", "log_inflow", "log_outflow")}
+    out["log_exit_flow"] = torch.full((B,), math.nan)
+
+    def heads(s, b):
+        cond = None if traj.cond is None else traj.cond[b:b + 1]
+        fwd, bwd, flow = policy.heads(env.featurize(s[None]), cond)
+        if bwd is None:
+            bwd = torch.zeros(1, env.n_backward_actions)
+        return fwd[0], bwd[0], (None if flow is None else flow[0])
+
+    for b in range(B):
+        L = int(traj.lengths[b])
+        for t in range(L):
+            s, a = traj.states[b, t], int(traj.actions[b, t])
+            fwd, _, flow = heads(s, b)
+            fmask = env.forward_mask(s[None])[0]
+            lp = fwd.masked_fill(~fmask, -math.inf).log_softmax(-1)
+            out["log_pf"][b, t] = lp[a]
+            out["log_pf_exit"][b, t] = lp[env.exit_action]
+            out["log_flow"][b, t] = flow if flow is not None else math.nan
+            out["state_log_reward"][b, t] = env.log_reward(s[None])[0]
+            if t < L - 1:
+                s_next = traj.states[b, t + 1]
+                _, bwd, _ = heads(s_next, b)
+                bmask = env.backward_mask(s_next[None])[0]
+                out["log_pb"][b, t] = bwd.masked_fill(~bmask, -math.inf).log_softmax(-1)[a]
+            else:
+                out["log_pb"][b, t] = 0.0
+                out["log_exit_flow"][b] = fwd[env.exit_action]
+            # FM: edge flows are the forward logits
+            out["log_outflow"][b, t] = fwd[fmask].logsumexp(0)
+            into = []
+            for d in range(env.dim):
+                if s[d] > 0:
+                    parent = s.clone()
+                    parent[d] -= 1
+                    into.append(heads(parent, b)[0][d])
+            if into:
+                out["log_inflow"][b, t] = torch.stack(into).logsumexp(0)
+    return out
+
+
+def compare(env, policy, traj, ev, ref, keys):
+    valid = traj.mask
+    for k in keys:
+        got = getattr(ev, k)
+        assert got is not None and got.shape == valid.shape, k
+        sel = valid.clone()
+        if k == "log_inflow":
+            sel[:, 0] = False  # s_0 has no parent: the value there is a dummy
+        assert torch.allclose(got[sel].float(), ref[k][sel], atol=1e-5, rtol=1e-5), k
+    assert torch.equal(ev.lengths, traj.lengths) and torch.equal(ev.mask, valid)
+
+
+def sampled(env, policy, cond=None, n=24, seed=11):
+    traj = sample_forward(env, policy, n, cond=cond, epsilon=0.3, generator=gen(seed))
+    traj.log_reward = env.log_reward(traj.terminal)
+    return traj
+
+
+@pytest.mark.parametrize("backward", ["learned", "uniform"])
+@pytest.mark.parametrize("path", ["dedup", "no_dedup"])
+def test_evaluate_matches_naive(backward, path):
+    env = HyperGrid(dim=2, side=4)
+    if path == "no_dedup":
+        env.n_states = None  # not enumerable: every (b, t) goes through the network
+        assert not env.enumerable
+    policy = Policy(env, hidden=16, backward=backward, flow=True)
+    traj = sampled(env, policy)
+    ev = policy.evaluate(env, traj, ALL_NEEDS)
+    ref = naive(env, policy, traj)
+    compare(env, policy, traj, ev, ref, ["log_pf", "log_pb", "log_flow", "log_pf_exit", "state_log_reward",
+                                         "log_inflow", "log_outflow"])
+    assert torch.allclose(ev.log_exit_flow, ref["log_exit_flow"], atol=1e-5)
+    assert torch.equal(ev.log_z, policy.log_z_param.expand(len(traj)))
+    assert torch.equal(ev.log_reward, traj.log_reward)
+    assert (ev.log_pb[torch.arange(len(traj)), traj.lengths - 1] == 0).all()
+
+
+def test_evaluate_dedup_equals_no_dedup():
+    env = HyperGrid(dim=3, side=3)
+    policy = Policy(env, hidden=16, flow=True)
+    traj = sampled(env, policy, n=40)
+    a = policy.evaluate(env, traj, ALL_NEEDS)
+    env.n_states = None
+    b = policy.evaluate(env, traj, ALL_NEEDS)
+    m = traj.mask
+    for k in ("log_pf", "log_pb", "log_flow", "log_pf_exit", "state_log_reward", "log_outflow"):
+        assert torch.allclose(getattr(a, k)[m], getattr(b, k)[m], atol=1e-6), k
+
+
+@pytest.mark.parametrize("backward", ["learned", "uniform"])
+def test_evaluate_conditional_matches_naive(backward):
+    env = HyperGrid(dim=2, side=4)
+    policy = Policy(env, hidden=16, backward=backward, flow=True, cond_dim=2)
+    cond = torch.randn(24, 2)
+    traj = sampled(env, policy, cond=cond)
+    needs = ALL_NEEDS - {"edge_flows"}
+    ev = policy.evaluate(env, traj, needs)
+    ref = naive(env, policy, traj)
+    compare(env, policy, traj, ev, ref, ["log_pf", "log_pb", "log_flow", "log_pf_exit", "state_log_reward"])
+    assert torch.allclose(ev.log_z, policy.log_z(cond, len(cond)))
+
+
+def test_evaluate_conditional_edge_flows():
+    """FM with a conditional policy: the parents' edge flows must see the same cond."""
+    env = HyperGrid(dim=2, side=4)
+    policy = Policy(env, hidden=16, cond_dim=2)
+    traj = sampled(env, policy, cond=torch.randn(24, 2))
+    ev = policy.evaluate(env, traj, frozenset({"edge_flows"}))
+    ref = naive(env, policy, traj)
+    compare(env, policy, traj, ev, ref, ["log_inflow", "log_outflow"])
+
+
+def test_evaluate_backward_sampled_batch():
+    env = HyperGrid(dim=3, side=3)
+    policy = Policy(env, hidden=16, flow=True)
+    terminals = env.all_states()[torch.randint(env.n_states, (20,), generator=gen(12))]
+    traj = sample_backward(env, policy, terminals, generator=gen(13))
+    traj.log_reward = env.log_reward(traj.terminal)
+    ev = policy.evaluate(env, traj, ALL_NEEDS)
+    ref = naive(env, policy, traj)
+    compare(env, policy, traj, ev, ref, ["log_pf", "log_pb", "log_flow", "log_outflow", "log_inflow"])
+
+
+# ----------------------------------------------------------------------------------
+# Trajectories
+# ----------------------------------------------------------------------------------
+def test_pad_to_keeps_semantics():
+    env = HyperGrid(dim=2, side=4)
+    traj = sampled(env, Policy(env, hidden=16), n=10)
+    T = traj.max_length
+    padded = traj.pad_to(T + 3, env.exit_action)
+    assert padded.max_length == T + 3 and padded.states.shape[1] == T + 4
+    assert torch.equal(padded.states[:, :T + 1], traj.states)
+    assert torch.equal(padded.actions[:, :T], traj.actions)
+    assert (padded.actions[:, T:] == env.exit_action).all()
+    assert (padded.states[:, T + 1:] == traj.terminal[:, None]).all()
+    assert torch.equal(padded.lengths, traj.lengths) and torch.equal(padded.terminal, traj.terminal)
+    assert torch.equal(padded.mask[:, :T], traj.mask) and not padded.mask[:, T:].any()
+    assert torch.equal(padded.log_reward, traj.log_reward)
+    check_legal(env, padded, tight=False)
+    assert traj.pad_to(T, env.exit_action) is traj and traj.pad_to(T - 1, env.exit_action) is traj
+
+
+def test_padding_does_not_change_evaluation():
+    env = HyperGrid(dim=2, side=4)
+    policy = Policy(env, hidden=16, flow=True)
+    traj = sampled(env, policy, n=10)
+    a = policy.evaluate(env, traj, ALL_NEEDS)
+    b = policy.evaluate(env, traj.pad_to(traj.max_length + 2, env.exit_action), ALL_NEEDS)
+    T = traj.max_length
+    for k in ("log_pf", "log_pb", "log_flow", "log_inflow", "log_outflow"):
+        assert torch.allclose(getattr(b, k)[:, :T][traj.mask], getattr(a, k)[traj.mask], atol=1e-6), k
+    assert torch.allclose(a.log_exit_flow, b.log_exit_flow, atol=1e-6)
+
+
+def test_cat_keeps_semantics():
+    env = HyperGrid(dim=3, side=3)
+    policy = Policy(env, hidden=16, flow=True)
+    short = sample_backward(env, policy, torch.tensor([[0, 0, 0], [1, 0, 0]]), generator=gen(14))
+    short.log_reward = env.log_reward(short.terminal)
+    long = sampled(env, policy, n=6)
+    both = Trajectories.cat([short, long], env.exit_action)
+    assert len(both) == 8 and both.max_length == max(short.max_length, long.max_length)
+    assert torch.equal(both.lengths, torch.cat([short.lengths, long.lengths]))
+    assert torch.equal(both.terminal, torch.cat([short.terminal, long.terminal]))
+    assert torch.equal(both.log_reward, torch.cat([short.log_reward, long.log_reward]))
+    assert both.cond is None
+    check_legal(env, both)
+    for part, rows in ((short, slice(0, 2)), (long, slice(2, 8))):
+        T = part.max_length
+        assert torch.equal(both.states[rows, :T + 1], part.states)
+        assert torch.equal(both.actions[rows, :T], part.actions)
+    ev_both = policy.evaluate(env, both, ALL_NEEDS)
+    ev_long = policy.evaluate(env, long, ALL_NEEDS)
+    T = long.max_length
+    assert torch.allclose(ev_both.log_pf[2:, :T][long.mask], ev_long.log_pf[long.mask], atol=1e-6)
+    # a missing log_reward on one side gives None; cond is joined when both have it
+    assert Trajectories.cat([short, sample_forward(env, policy, 3)], env.exit_action).log_reward is None
+    c1 = Trajectories(short.states, short.actions, short.lengths, cond=torch.zeros(2, 2))
+    c2 = Trajectories(long.states, long.actions, long.lengths, cond=torch.ones(6, 2))
+    assert torch.equal(Trajectories.cat([c1, c2], env.exit_action).cond,
+                       torch.cat([torch.zeros(2, 2), torch.ones(6, 2)]))
