@@ -55,12 +55,12 @@ class Policy(nn.Module):
         hidden, layers: trunk width and depth.
         backward: "learned" (a P_B head) or "uniform" (P_B uniform over parents).
         flow: add a log F(s) head (DB, SubTB).
-        cond_dim: width of the conditioning tensor (0: unconditional). log Z is a
-            scalar, or an MLP of ``cond`` when ``cond_dim > 0``.
+        cond_dim: width of the conditioning tensor (0: unconditional).
+        log_z: learn log Z (TB): a scalar, or an MLP of ``cond`` when ``cond_dim > 0``.
     """
 
     def __init__(self, env: Environment, hidden: int = 256, layers: int = 2, backward: str = "learned",
-                 flow: bool = False, cond_dim: int = 0):
+                 flow: bool = False, cond_dim: int = 0, log_z: bool = True):
         super().__init__()
         if backward not in ("learned", "uniform"):
             raise ConfigError(f"backward policy must be 'learned' or 'uniform', got {backward!r}")
@@ -71,19 +71,42 @@ class Policy(nn.Module):
         n_out = self.n_actions + (self.n_backward if self.learned_backward else 0) + int(flow)
         self.trunk = MLP(env.feature_dim + cond_dim, hidden, layers)
         self.head = nn.Linear(hidden, n_out)
-        if cond_dim:
+        self.learns_log_z = log_z
+        if log_z and cond_dim:
             self.log_z_net = nn.Sequential(MLP(cond_dim, hidden, 1), nn.Linear(hidden, 1))
-        else:
+        elif log_z:
             self.log_z_param = nn.Parameter(torch.zeros(1))
 
     def log_z_parameters(self) -> list[nn.Parameter]:
+        if not self.learns_log_z:
+            return []
         return list(self.log_z_net.parameters()) if self.cond_dim else [self.log_z_param]
 
     def log_z(self, cond: torch.Tensor | None, batch: int) -> torch.Tensor:
         """log Z(cond), ``[B]``."""
+        if not self.learns_log_z:
+            raise ConfigError("this policy learns no log Z (build it with log_z=True)")
         if self.cond_dim:
             return self.log_z_net(cond).squeeze(-1)
         return self.log_z_param.expand(batch)
+
+    @torch.no_grad()
+    def estimate_log_z(self, env: Environment, needs: frozenset) -> float | None:
+        """The model's estimate of log Z (unconditional), read from the heads that the
+        objective trains: log Z itself (TB); log F(s_0) (DB, SubTB); the total edge flow
+        out of s_0 (FM); log R(s_0) - log P_F(stop|s_0) (modified DB); else None."""
+        s0 = env.reset(1)
+        fwd, _, flow = self.heads(env.featurize(s0))
+        if "log_z" in needs:
+            return float(self.log_z(None, 1)[0])
+        if "log_flow" in needs:
+            return float(flow[0])
+        mask = env.forward_mask(s0)
+        if "edge_flows" in needs:
+            return float(fwd.masked_fill(~mask, float("-inf")).logsumexp(-1)[0])
+        if "state_log_reward" in needs:
+            return float(env.log_reward(s0)[0] - masked_log_softmax(fwd, mask)[0, env.exit_action])
+        return None
 
     def _hidden(self, features, cond):
         if self.cond_dim:

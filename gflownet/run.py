@@ -29,7 +29,7 @@ class Run:
     def load(cls, path: str | Path, device: str | None = None) -> "Run":
         """The run in folder ``path`` at its last checkpoint."""
         path = Path(path)
-        state = checkpoint.load(path / "checkpoint.pt", map_location=device or "cpu")
+        state = checkpoint.load(path / "checkpoint.pt")
         config = RunConfig.from_dict(state["config"])
         if device:
             config.train.device = device

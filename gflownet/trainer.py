@@ -70,7 +70,9 @@ class Trainer:
         random.seed(t.seed)
         self.env = make_env(config.env, device=self.device, **config.env_params)
         m = config.model
-        self.policy = Policy(self.env, m.hidden, m.layers, m.backward, flow="log_flow" in self.objective.needs)
+        needs = self.objective.needs
+        self.policy = Policy(self.env, m.hidden, m.layers, m.backward, flow="log_flow" in needs,
+                             log_z="log_z" in needs)
         self.policy.to(self.device)
         log_z = {id(p) for p in self.policy.log_z_parameters()}
         self.optimizer = torch.optim.Adam([
@@ -118,7 +120,8 @@ class Trainer:
             return {}
         if self._dag is None:
             self._dag = transitions(self.env)
-        return exact_metrics(self.env, self.policy, self._dag)
+        return exact_metrics(self.env, self.policy, self.policy.estimate_log_z(self.env, self.objective.needs),
+                             self._dag)
 
     # -- the loop ---------------------------------------------------------------------
     def run(self) -> dict:
@@ -145,7 +148,7 @@ class Trainer:
                                             "the last checkpoint holds the parameters before it")
                     seconds = time.perf_counter() - window_start
                     last = {"kind": "train", "step": step, "trajectories": step * t.batch_size, "loss": loss,
-                            "log_z": float(self.policy.log_z(None, 1)[0].detach()) if not self.policy.cond_dim else None,
+                            "log_z": self.policy.estimate_log_z(self.env, self.objective.needs),
                             "lr": self.optimizer.param_groups[0]["lr"],
                             "traj_per_s": window_steps * t.batch_size / seconds}
                     self._log(metrics_file, last)
@@ -231,7 +234,7 @@ class Trainer:
         path = self.out / "checkpoint.pt" if self.out else None
         if not path or not path.exists():
             return False
-        self.load_state_dict(checkpoint.load(path, map_location=self.device), str(path))
+        self.load_state_dict(checkpoint.load(path), str(path))  # CPU first: RNG states must stay there
         return True
 
 

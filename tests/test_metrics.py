@@ -226,7 +226,7 @@ def test_exact_metrics_of_the_exact_policy():
     log_pb = masked_log_softmax(torch.randn(len(states), env.dim, dtype=F64), env.backward_mask(states))
     flows = exact_flows(env, log_pb)
     policy = TablePolicy(env, flows.log_pf, flows.log_z)
-    m = exact_metrics(env, policy)
+    m = exact_metrics(env, policy, log_z=float(policy.log_z_param.detach()))
     assert m["l1"] < 1e-10
     assert abs(m["kl"]) < 1e-10 and abs(m["jsd"]) < 1e-10
     assert m["log_z_error"] < 1e-5  # log Z is a float32 parameter
@@ -236,11 +236,12 @@ def test_exact_metrics_of_the_exact_policy():
 def test_exact_metrics_of_a_random_policy_is_far():
     env = HyperGrid(dim=2, side=8)
     policy = Policy(env, hidden=16)
-    m = exact_metrics(env, policy)
+    m = exact_metrics(env, policy, log_z=policy.estimate_log_z(env, frozenset({"log_z"})))
     model = terminal_distribution(env, policy_log_probs(env, policy)[0])
     d = distances(model, target_distribution(env)[0])
     assert m["l1"] == pytest.approx(d["l1"], abs=1e-12) and m["l1"] > 0.1
     assert m["log_z"] == pytest.approx(0.0) and m["log_z_error"] == pytest.approx(m["true_log_z"])
+    assert "log_z" not in exact_metrics(env, policy)  # no estimate given, no error reported
 
 
 # ----------------------------------------------------------------------------------
