@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from gflownet.environments.base import Environment, checked_log
 from gflownet.config import load_callable
@@ -55,6 +56,7 @@ class HyperGrid(Environment):
         self._delta = torch.cat([torch.eye(dim, dtype=torch.long), torch.zeros(1, dim, dtype=torch.long)]).to(self.device)
         self._one_hot = torch.eye(side, device=self.device)
         self._strides = side ** torch.arange(dim, device=self.device)
+        self._limits = torch.tensor([side - 1] * dim + [1], device=self.device)
         self._log_reward_table = None
         if self.n_states <= _MAX_TABLE:
             self._log_reward_table = self._compute_log_reward(self.all_states())
@@ -64,8 +66,8 @@ class HyperGrid(Environment):
         return torch.zeros(batch, self.dim, dtype=torch.long, device=self.device)
 
     def forward_mask(self, states):
-        can_exit = torch.ones_like(states[:, :1], dtype=torch.bool)
-        return torch.cat([states < self.side - 1, can_exit], dim=1)
+        # Pad a zero "exit coordinate" whose limit is 1: one fused comparison, exit always legal.
+        return F.pad(states, (0, 1)) < self._limits
 
     def backward_mask(self, states):
         return states > 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from gflownet.dedup import distinct
 from gflownet.environments.base import Environment
 from gflownet.policy import Policy, masked_log_softmax
 
@@ -136,11 +137,10 @@ def exact_flows(env: Environment, log_pb: torch.Tensor | None = None) -> Flows:
 
 def sampled_metrics(env: Environment, terminals: torch.Tensor, log_reward: torch.Tensor, top_k: int = 100):
     """Modes found, mean reward of the top-k distinct objects, fraction of distinct samples."""
-    flat = terminals.reshape(len(terminals), -1)
-    unique, first = _unique_rows(flat)
+    first, _ = distinct(terminals.reshape(len(terminals), -1), dim=0)
     reward = log_reward[first].exp()
-    k = min(top_k, len(unique))
-    out = {"n_samples": len(terminals), "unique_fraction": len(unique) / max(len(terminals), 1),
+    k = min(top_k, len(first))
+    out = {"n_samples": len(terminals), "unique_fraction": len(first) / max(len(terminals), 1),
            f"top{top_k}_mean_reward": float(reward.topk(k).values.mean()) if k else math.nan,
            "mean_reward": float(log_reward.exp().mean())}
     modes = env.is_mode(terminals[first])
@@ -150,11 +150,3 @@ def sampled_metrics(env: Environment, terminals: torch.Tensor, log_reward: torch
         if total is not None:
             out["modes_total"] = total
     return out
-
-
-def _unique_rows(flat: torch.Tensor):
-    """Distinct rows of ``[B, k]`` and the index of one occurrence of each."""
-    unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
-    first = torch.empty(len(unique), dtype=torch.long, device=flat.device)
-    first.scatter_(0, inverse, torch.arange(len(flat), device=flat.device))
-    return unique, first

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gflownet.environments.base import Environment
+from gflownet.dedup import distinct
 from gflownet.errors import ConfigError
 from gflownet.nets import MLP
 from gflownet.trajectories import Trajectories
@@ -140,8 +141,7 @@ class Policy(nn.Module):
         states = flat_states = traj.states[:, :T].reshape(B * T, *traj.states.shape[2:])
         cond = None if traj.cond is None else traj.cond[:, None].expand(B, T, -1).reshape(B * T, -1)
         if cond is None and env.enumerable:  # each distinct state once
-            unique_ids, rows = torch.unique(env.state_index(states), return_inverse=True)
-            first = torch.empty_like(unique_ids).scatter_(0, rows, torch.arange(B * T, device=rows.device))
+            first, rows = distinct(env.state_index(states))
             states = states[first]
         else:
             rows = torch.arange(B * T, device=traj.actions.device)

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import torch
 
+from gflownet.dedup import distinct
 from gflownet.environments.base import Environment
 from gflownet.policy import Policy
 from gflownet.trajectories import Trajectories
 
 _SYNC_EVERY_CUDA = 8
+# From this batch size on, a rollout step evaluates each distinct state once (below it,
+# sorting costs more than the rows it saves; experiments/bench_hypergrid.py).
+DEDUPE_MIN_BATCH = 64
 
 
 def _gumbel_argmax(logits, mask, log_noise):
@@ -61,8 +65,13 @@ def sample_forward(
     sync_every = _SYNC_EVERY_CUDA if device.type == "cuda" else 1
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     steps = T
+    dedupe = cond is None and env.enumerable and batch >= DEDUPE_MIN_BATCH
     for t in range(T):
-        logits = policy.forward_logits(env.featurize(s), cond)
+        if dedupe:  # one network row per distinct unfinished state
+            first, inverse = distinct(env.state_index(s).masked_fill_(done, -1))
+            logits = policy.forward_logits(env.featurize(s[first]))[inverse]
+        else:
+            logits = policy.forward_logits(env.featurize(s), cond)
         if temperature != 1.0:
             logits = logits / temperature
         mask = env.forward_mask(s)
