@@ -5,6 +5,7 @@ Plain Python: imported by this library's runner and by the peers' runners, each
 in its own virtual environment.
 """
 import argparse
+import json
 import os
 import time
 
@@ -78,3 +79,28 @@ class Clock:
             "whole_process_s": whole_s, "whole_traj_per_s": iterations * batch / whole_s,
             "eval_s_total": self.eval_s,
         }
+
+
+def train_loop(clock: Clock, iterations: int, batch: int, eval_every: int, step, evaluate):
+    """``step()`` ``iterations`` times, ``evaluate(trajectories)`` at 0 and every
+    ``eval_every`` trajectories (timed apart); returns the evaluations and the last loss."""
+    evals = [clock.timed_eval(evaluate, 0)] if eval_every > 0 else []
+    next_eval = eval_every if eval_every > 0 else None
+    loss = float("nan")
+    for it in range(iterations):
+        loss = step()
+        done = (it + 1) * batch
+        clock.iteration_done(it + 1)
+        if next_eval is not None and done >= next_eval and it + 1 < iterations:
+            evals.append(clock.timed_eval(evaluate, done))
+            print(json.dumps(evals[-1]), flush=True)
+            while next_eval <= done:
+                next_eval += eval_every
+    return evals, float(loss)
+
+
+def write_result(result: dict, path: str | None) -> None:
+    print(text := json.dumps(result, indent=2))
+    if path:
+        with open(path, "w") as f:
+            f.write(text + "\n")

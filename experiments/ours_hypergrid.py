@@ -10,7 +10,6 @@ import time
 T_TOP = time.perf_counter()
 T_TOP_WALL = time.time()
 
-import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
@@ -20,7 +19,7 @@ from gflownet.config import RunConfig  # noqa: E402
 from gflownet.trainer import Trainer  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import Clock, parse_args  # noqa: E402
+from bench_common import Clock, parse_args, train_loop, write_result  # noqa: E402
 
 T_IMPORTED = time.perf_counter()
 
@@ -43,27 +42,14 @@ def main():
     def evaluate(done):
         return {"trajectories": done, **trainer.evaluate()}
 
-    evals = [clock.timed_eval(evaluate, 0)] if args.eval_every > 0 else []
-    next_eval = args.eval_every if args.eval_every > 0 else None
-    B, n_iters = args.batch_size, trainer.total_steps
-    for it in range(n_iters):
-        loss = trainer.train_step()
-        done = (it + 1) * B
-        clock.iteration_done(it + 1)
-        if next_eval is not None and done >= next_eval and it + 1 < n_iters:
-            evals.append(clock.timed_eval(evaluate, done))
-            print(json.dumps(evals[-1]), flush=True)
-            while next_eval <= done:
-                next_eval += args.eval_every
-    timing = clock.record(n_iters, B, T_IMPORTED, T_TOP_WALL)
-    evals.append(evaluate(n_iters * B))
+    evals, loss = train_loop(clock, trainer.total_steps, args.batch_size, args.eval_every,
+                             trainer.train_step, evaluate)
+    timing = clock.record(trainer.total_steps, args.batch_size, T_IMPORTED, T_TOP_WALL)
+    evals.append(evaluate(trainer.total_steps * args.batch_size))
     result = {"library": "gflownet", "torch_version": torch.__version__, "num_threads": torch.get_num_threads(),
               "config": vars(args), "library_config": config.to_dict(), **timing,
-              "final_loss": float(loss), "evals": evals}
-    print(text := json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
+              "final_loss": loss, "evals": evals}
+    write_result(result, args.json)
 
 
 if __name__ == "__main__":

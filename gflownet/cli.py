@@ -142,6 +142,16 @@ def _table(result: dict) -> str:
     return "\n".join(f"{k:<{width}}  {fmt(v)}" for k, v in result.items())
 
 
+def _run_command(sub, name: str, help: str, func) -> argparse.ArgumentParser:
+    """A subcommand that reads a trained run and draws samples from it."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("run", help="run folder")
+    p.add_argument("--seed", type=int, default=0, help="seed of the samples")
+    p.add_argument("--device", help="device to run the policy on (default: cpu)")
+    p.set_defaults(func=func)
+    return p
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="gflownet", description="Train, evaluate and sample GFlowNets.")
     top.add_argument("--version", action="version", version=f"gflownet {__version__}")
@@ -153,22 +163,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="exact and sampled metrics of a trained run")
-    p.add_argument("run", help="run folder")
+    p = _run_command(sub, "evaluate", "exact and sampled metrics of a trained run", cmd_evaluate)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--samples", type=int, default=10_000, help="samples for the sampled metrics (0: none)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the samples")
-    p.add_argument("--device", help="device to evaluate on (default: cpu)")
-    p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("sample", help="write samples of a trained run to CSV")
-    p.add_argument("run", help="run folder")
+    p = _run_command(sub, "sample", "write samples of a trained run to CSV", cmd_sample)
     p.add_argument("--n", type=int, required=True, help="number of samples")
     p.add_argument("--out", required=True, help="CSV file: one column per coordinate, then log_reward")
     p.add_argument("--temperature", type=float, default=1.0, help="sample softmax(logits / temperature)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--device", help="device to sample on (default: cpu)")
-    p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("plot", help="training curves (and heat map for hypergrids) of a run")
     p.add_argument("run", help="run folder")

@@ -17,24 +17,26 @@ from gflownet.environments.base import Environment
 from gflownet.dedup import distinct
 from gflownet.errors import ConfigError
 from gflownet.nets import MLP
-from gflownet.trajectories import Trajectories
+from gflownet.trajectories import Trajectories, transition_masks
 
 
 @dataclass
 class Evaluation:
-    """Per-transition estimates for a batch (``[B, T]`` unless stated; None if not asked)."""
+    """Estimates for a batch: per transition ``[B, T]``, per state ``[B, T+1]``
+    (states s_0..s_T), None where not asked for."""
 
     lengths: torch.Tensor  # [B]
     mask: torch.Tensor  # [B, T] bool
+    complete: torch.Tensor | None  # [B] bool, None: all complete
     log_reward: torch.Tensor  # [B]
-    log_pf: torch.Tensor
-    log_pb: torch.Tensor | None = None  # 0 at the exit
-    log_flow: torch.Tensor | None = None  # log F(s_t)
+    log_pf: torch.Tensor  # [B, T]
+    log_pb: torch.Tensor | None = None  # [B, T], 0 at the exit
+    log_flow: torch.Tensor | None = None  # [B, T+1] log F(s_t)
     log_z: torch.Tensor | None = None  # [B]
-    log_pf_exit: torch.Tensor | None = None  # log P_F(stop | s_t)
-    state_log_reward: torch.Tensor | None = None  # log R(s_t)
-    log_inflow: torch.Tensor | None = None  # edge flows into s_t (FM)
-    log_outflow: torch.Tensor | None = None  # edge flows out of s_t (FM)
+    log_pf_exit: torch.Tensor | None = None  # [B, T+1] log P_F(stop | s_t)
+    state_log_reward: torch.Tensor | None = None  # [B, T+1] log R(s_t)
+    log_inflow: torch.Tensor | None = None  # [B, T+1] edge flows into s_t (FM)
+    log_outflow: torch.Tensor | None = None  # [B, T+1] edge flows out of s_t (FM)
     log_exit_flow: torch.Tensor | None = None  # [B] F(x -> sink) (FM)
 
 
@@ -136,32 +138,33 @@ class Policy(nn.Module):
 
     # -- the packed forward of a training step -----------------------------------
     def evaluate(self, env: Environment, traj: Trajectories, needs: frozenset) -> Evaluation:
-        """Estimates for every transition of ``traj`` (one forward over its states)."""
+        """Estimates for every transition and state of ``traj`` (one forward over its states)."""
         B, T = traj.actions.shape
-        states = flat_states = traj.states[:, :T].reshape(B * T, *traj.states.shape[2:])
-        cond = None if traj.cond is None else traj.cond[:, None].expand(B, T, -1).reshape(B * T, -1)
+        shape = traj.states.shape[2:]
+        states = traj.states.reshape(B * (T + 1), *shape)
+        cond = None if traj.cond is None else traj.cond[:, None].expand(B, T + 1, -1).reshape(B * (T + 1), -1)
         if cond is None and env.enumerable:  # each distinct state once
             first, rows = distinct(env.state_index(states))
             states = states[first]
         else:
-            rows = torch.arange(B * T, device=traj.actions.device)
+            rows = torch.arange(B * (T + 1), device=traj.actions.device)
         fwd, bwd, flow = self.heads(env.featurize(states), cond)
         fwd_mask = env.forward_mask(states)
         log_pf_all = masked_log_softmax(fwd, fwd_mask)
-        rows = rows.view(B, T)
+        rows = rows.view(B, T + 1)
         actions = traj.actions
-        mask = traj.mask
-        ev = Evaluation(traj.lengths, mask, traj.log_reward, log_pf=log_pf_all[rows, actions])
+        ev = Evaluation(traj.lengths, traj.mask, traj.complete, traj.log_reward,
+                        log_pf=log_pf_all[rows[:, :T], actions])
         if "log_pb" in needs:
-            is_move = torch.arange(T, device=actions.device) < (traj.lengths - 1)[:, None]
-            next_rows = torch.cat([rows[:, 1:], rows[:, -1:]], 1)
-            back = env.backward_action(flat_states, torch.where(is_move, actions, 0).reshape(-1)).view(B, T)
+            moves, _ = transition_masks(traj.lengths, traj.complete, T)
+            back = env.backward_action(traj.states[:, :T].reshape(B * T, *shape),
+                                       torch.where(moves, actions, 0).reshape(-1)).view(B, T)
             bwd_mask = env.backward_mask(states)
             if bwd is None:
                 log_pb_all = -bwd_mask.sum(-1, keepdim=True).clamp_min(1).float().log().expand_as(bwd_mask)
             else:
                 log_pb_all = masked_log_softmax(bwd, bwd_mask)
-            ev.log_pb = torch.where(is_move, log_pb_all[next_rows, back], 0.0)
+            ev.log_pb = torch.where(moves, log_pb_all[rows[:, 1:], back], 0.0)
         if "log_flow" in needs:
             if flow is None:
                 raise ConfigError("this objective needs a flow head: build the Policy with flow=True")
@@ -175,7 +178,7 @@ class Policy(nn.Module):
         if "edge_flows" in needs:
             log_in, log_out = self._edge_flows(env, states, cond, fwd, fwd_mask)
             ev.log_inflow, ev.log_outflow = log_in[rows], log_out[rows]
-            ev.log_exit_flow = fwd[rows[torch.arange(B), traj.lengths - 1], env.exit_action]
+            ev.log_exit_flow = fwd[rows[torch.arange(B), traj.lengths.clamp_min(1) - 1], env.exit_action]
         return ev
 
     def _edge_flows(self, env, states, cond, fwd, fwd_mask):

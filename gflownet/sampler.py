@@ -43,6 +43,7 @@ def sample_forward(
     epsilon: float = 0.0,
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
+    max_moves: int | torch.Tensor | None = None,
 ) -> Trajectories:
     """Roll out ``batch`` trajectories from s_0 with P_F(.|s, cond).
 
@@ -50,6 +51,8 @@ def sample_forward(
         cond: ``[B, C]`` conditioning, or None.
         epsilon: probability of a uniformly random legal action at each step.
         temperature: P_F is sampled as softmax(logits / temperature).
+        max_moves: cut each trajectory after this many moves (an int or ``[B]``
+            long); those that have not exited by then come back incomplete.
     Returns: Trajectories without rewards.
     """
     device, T, A = env.device, env.max_steps, env.n_actions
@@ -64,9 +67,15 @@ def sample_forward(
         uniform_noise = _exp_noise((T, batch, A), device, generator)
     sync_every = _SYNC_EVERY_CUDA if device.type == "cuda" else 1
     done = torch.zeros(batch, dtype=torch.bool, device=device)
+    cut = None if max_moves is None else torch.as_tensor(max_moves, device=device).expand(batch)
+    incomplete = torch.zeros_like(done)
     steps = T
     dedupe = cond is None and env.enumerable and batch >= DEDUPE_MIN_BATCH
     for t in range(T):
+        if cut is not None:
+            stop = (cut <= t) & ~done
+            incomplete |= stop
+            done |= stop
         if dedupe:  # one network row per distinct unfinished state
             first, inverse = distinct(env.state_index(s).masked_fill_(done, -1))
             logits = policy.forward_logits(env.featurize(s[first]))[inverse]
@@ -87,11 +96,12 @@ def sample_forward(
             steps = t + 1
             break
     actions = actions[:steps].T
-    lengths = (actions != exit_action).sum(1) + 1  # moves, then the exit
+    lengths = (actions != exit_action).sum(1) + (~incomplete)  # moves, then the exit
     if sync_every > 1:
-        steps = int(lengths.max())
+        steps = max(int(lengths.max()), 1)
         actions = actions[:, :steps]
-    return Trajectories(states[: steps + 1].transpose(0, 1), actions, lengths, cond=cond)
+    return Trajectories(states[: steps + 1].transpose(0, 1), actions, lengths, cond=cond,
+                        complete=None if cut is None else ~incomplete)
 
 
 @torch.no_grad()

@@ -40,30 +40,38 @@ class Objective:
         return self.loss(ev, **self.check_params(params))
 
 
+def _whole(ev, name):
+    if ev.complete is not None and not bool(ev.complete.all()):
+        raise ConfigError(f"{name} needs complete trajectories; train on cut ones with db, subtb or fl_db")
+
+
 def _tb(ev):
+    _whole(ev, "tb")
     return trajectory_balance(ev.log_pf, ev.log_pb, ev.log_reward, ev.log_z, ev.mask)
 
 
 def _zvar(ev):
+    _whole(ev, "zvar")
     return vargrad(ev.log_pf, ev.log_pb, ev.log_reward, ev.mask)
 
 
 def _db(ev):
-    return detailed_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.log_reward, ev.lengths)
+    return detailed_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.log_reward, ev.lengths, ev.complete)
 
 
 def _subtb(ev, lam):
     if not lam > 0:
         raise ConfigError(f"subtb: lam must be > 0, got {lam}")
-    return subtrajectory_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.log_reward, ev.lengths, lam)
+    return subtrajectory_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.log_reward, ev.lengths, lam, ev.complete)
 
 
 def _fm(ev):
-    return flow_matching(ev.log_inflow, ev.log_outflow, ev.log_exit_flow, ev.log_reward, ev.lengths)
+    return flow_matching(ev.log_inflow, ev.log_outflow, ev.log_exit_flow, ev.log_reward, ev.lengths, ev.complete)
 
 
 def _mdb(ev):
-    return modified_detailed_balance(ev.log_pf, ev.log_pb, ev.log_pf_exit, ev.state_log_reward, ev.lengths)
+    return modified_detailed_balance(ev.log_pf, ev.log_pb, ev.log_pf_exit, ev.state_log_reward, ev.lengths,
+                                     ev.complete)
 
 
 OBJECTIVES: dict[str, Objective] = {

@@ -21,7 +21,6 @@ T_TOP_WALL = time.time()
 import os  # noqa: E402
 import sys  # noqa: E402
 import importlib.metadata  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
 
 import torch  # noqa: E402
@@ -33,7 +32,7 @@ from gfn.utils.common import set_seed  # noqa: E402
 from gfn.utils.modules import MLP  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from bench_common import Clock, parse_args  # noqa: E402
+from bench_common import Clock, parse_args, train_loop, write_result  # noqa: E402
 
 T_IMPORTED = time.perf_counter()
 
@@ -135,10 +134,8 @@ def main():
     B, n_iters = args.batch_size, args.trajectories // args.batch_size
     clock = Clock(T_TOP, args.warmup)
     evaluator = clock.timed_eval(Evaluator, env, args)
-    evals = [clock.timed_eval(evaluator, gfn, 0)] if args.eval_every > 0 else []
-    next_eval = args.eval_every if args.eval_every > 0 else None
-    loss = torch.tensor(float("nan"))
-    for it in range(n_iters):
+
+    def step():
         trajectories = gfn.sample_trajectories(env, n=B, save_logprobs=True,
                                                save_estimator_outputs=False, epsilon=0.0)
         samples = gfn.to_training_samples(trajectories)
@@ -146,13 +143,9 @@ def main():
         loss = gfn.loss(env, samples, recalculate_all_logprobs=False, reduction=reduction)
         loss.backward()
         optimizer.step()
-        done = (it + 1) * B
-        clock.iteration_done(it + 1)
-        if next_eval is not None and done >= next_eval and it + 1 < n_iters:
-            evals.append(clock.timed_eval(evaluator, gfn, done))
-            print(json.dumps(evals[-1]), flush=True)
-            while next_eval <= done:
-                next_eval += args.eval_every
+        return loss.item()
+
+    evals, loss = train_loop(clock, n_iters, B, args.eval_every, step, lambda done: evaluator(gfn, done))
     timing = clock.record(n_iters, B, T_IMPORTED, T_TOP_WALL)
     evals.append(evaluator(gfn, n_iters * B))
     result = {
@@ -171,13 +164,10 @@ def main():
         "n_params": n_params,
         **timing,
         "dp_uniform_pf_sum": evaluator.uniform_sum,
-        "final_loss": loss.item(),
+        "final_loss": loss,
         "evals": evals,
     }
-    print(text := json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
+    write_result(result, args.json)
 
 
 if __name__ == "__main__":
