@@ -66,8 +66,10 @@ class Trainer:
         for name in ("batch_size", "trajectories", "log_every", "checkpoint_every"):
             if getattr(t, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(t, name)}")
-        if not (t.lr > 0 and t.lr_logz > 0 and 0 < t.lr_final <= 1 and 0 <= t.epsilon <= 1 and t.temperature > 0):
-            raise ConfigError("need lr > 0, lr_logz > 0, 0 < lr_final <= 1, 0 <= epsilon <= 1, temperature > 0")
+        if not (t.lr > 0 and t.lr_logz > 0 and 0 < t.lr_final <= 1 and 0 <= t.lr_decay_start <= 1
+                and 0 <= t.epsilon <= 1 and t.temperature > 0):
+            raise ConfigError("need lr > 0, lr_logz > 0, 0 < lr_final <= 1, 0 <= lr_decay_start <= 1, "
+                              "0 <= epsilon <= 1, temperature > 0")
         if t.lr_schedule not in ("constant", "cosine"):
             raise ConfigError(f"train.lr_schedule must be 'constant' or 'cosine', got {t.lr_schedule!r}")
         self.device = resolve_device(t.device)
@@ -100,7 +102,8 @@ class Trainer:
         t = self.config.train
         if t.lr_schedule == "constant":
             return 1.0
-        progress = self.step_count / max(self.total_steps, 1)
+        start = t.lr_decay_start * self.total_steps
+        progress = max(self.step_count - start, 0) / max(self.total_steps - start, 1)
         return t.lr_final + (1 - t.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
 
     def train_step(self) -> torch.Tensor:

@@ -42,7 +42,7 @@ class Objective:
 
 def _whole(ev, name):
     if ev.complete is not None and not bool(ev.complete.all()):
-        raise ConfigError(f"{name} needs complete trajectories; train on cut ones with db, subtb or fl_db")
+        raise ConfigError(f"{name} needs complete trajectories; train on cut ones with db, subtb, fm or mdb")
 
 
 def _tb(ev):

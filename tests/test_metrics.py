@@ -264,6 +264,58 @@ def test_monte_carlo_terminal_frequencies_match_exact():
     assert (exact - 1 / env.n_states).abs().sum().item() > 0.1
 
 
+def brute_force_cut(env, log_pf, k):
+    """Exact law of (complete, last state) of trajectories cut after k moves: by path
+    enumeration (recursion, explicit products). Returns (P(exit at x) [N], P(cut at s) [N])."""
+    table = log_pf.double().exp().tolist()
+    side, dim, exit_a = env.side, env.dim, env.exit_action
+    done, cut = [0.0] * env.n_states, [0.0] * env.n_states
+
+    def index(s):
+        return sum(c * side**d for d, c in enumerate(s))
+
+    def walk(s, prob, moves):
+        if moves == k:  # not exited after k moves: cut here
+            cut[index(s)] += prob
+            return
+        row = table[index(s)]
+        done[index(s)] += prob * row[exit_a]
+        for d in range(dim):
+            if s[d] < side - 1:
+                child = list(s)
+                child[d] += 1
+                walk(tuple(child), prob * row[d], moves + 1)
+
+    walk((0,) * dim, 1.0, 0)
+    return torch.tensor(done, dtype=F64), torch.tensor(cut, dtype=F64)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_monte_carlo_cut_trajectories_match_path_enumeration(k):
+    """sample_forward(max_moves=k): which trajectories come back complete, and where the others
+    stop, follow the exact law of the first k moves."""
+    env = HyperGrid(dim=2, side=4)
+    policy = Policy(env, hidden=32)
+    with torch.no_grad():
+        policy.head.weight.mul_(4.0)
+    done, cut = brute_force_cut(env, policy_log_probs(env, policy)[0], k)
+    assert (done.sum() + cut.sum()).item() == pytest.approx(1.0, abs=1e-6)
+    n = 60_000
+    traj = sample_forward(env, policy, n, generator=torch.Generator().manual_seed(6), max_moves=k)
+    C = traj.complete
+    assert (traj.lengths[~C] == k).all() and (traj.lengths[C] <= k).all()
+    counts = torch.cat([torch.bincount(env.state_index(traj.last_state[C]), minlength=env.n_states),
+                        torch.bincount(env.state_index(traj.last_state[~C]), minlength=env.n_states)]).double()
+    exact = torch.cat([done, cut])
+    assert (counts[exact == 0] == 0).all()
+    support = exact > 0
+    l1 = (counts / n - exact).abs().sum().item()
+    assert l1 < 0.02
+    chi2 = (((counts - n * exact)[support] ** 2) / (n * exact[support])).sum().item()
+    dof = int(support.sum()) - 1
+    assert chi2 < dof + 6 * math.sqrt(2 * dof)  # ~ 6 standard deviations
+
+
 # ----------------------------------------------------------------------------------
 # Sampled metrics
 # ----------------------------------------------------------------------------------

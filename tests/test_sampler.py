@@ -26,30 +26,37 @@ def gen(seed):
 
 
 def check_legal(env, traj, start_at_s0=True, tight=True):
-    """Every transition legal and consistent with env.step; exit at L_b - 1; x repeated after."""
+    """Every transition legal and consistent with env.step; exit at L_b - 1 of a complete
+    trajectory, none in a cut one (L_b moves); the last state repeated after."""
     B, T = traj.actions.shape
     assert traj.states.shape[:2] == (B, T + 1)
-    assert (traj.lengths >= 1).all() and (traj.lengths <= T).all()
+    complete = traj.is_complete
+    assert complete.shape == (B,) and complete.dtype == torch.bool
+    assert (traj.lengths[complete] >= 1).all() and (traj.lengths >= 0).all() and (traj.lengths <= T).all()
     if tight:
         assert int(traj.lengths.max()) == T  # no column of pure padding
     exit_a = env.exit_action
     if start_at_s0:
         assert (traj.states[:, 0] == 0).all()
     for b in range(B):
-        L = int(traj.lengths[b])
-        x = traj.states[b, L - 1]
+        L, c = int(traj.lengths[b]), bool(complete[b])
+        n_moves = L - 1 if c else L
+        last = traj.states[b, n_moves]  # x, or the state where the trajectory was cut
         for t in range(T):
             s, a, s_next = traj.states[b, t], int(traj.actions[b, t]), traj.states[b, t + 1]
             if t < L:
                 assert bool(env.forward_mask(s[None])[0, a]), (b, t)
                 assert torch.equal(env.step(s[None], torch.tensor([a]))[0], s_next), (b, t)
-                assert (a == exit_a) == (t == L - 1), (b, t)
+                assert (a == exit_a) == (c and t == L - 1), (b, t)
             else:
                 assert a == exit_a
-            if t >= L - 1:
-                assert torch.equal(s_next, x)
-        assert torch.equal(traj.terminal[b], x)
-        assert L == int(x.sum()) + 1  # hypergrid: one coordinate step per move
+            if t >= n_moves:
+                assert torch.equal(s_next, last)
+        assert torch.equal(traj.last_state[b], last)
+        assert torch.equal(traj.states[b, L], last)
+        if c:
+            assert torch.equal(traj.terminal[b], last)
+        assert n_moves == int(last.sum())  # hypergrid: one coordinate step per move
 
 
 # ----------------------------------------------------------------------------------
@@ -134,6 +141,102 @@ def test_sample_forward_with_cond():
     traj = sample_forward(env, policy, 32, cond=cond, generator=gen(5))
     check_legal(env, traj)
     assert torch.equal(traj.cond, cond)
+
+
+# ----------------------------------------------------------------------------------
+# sample_forward(max_moves=...): trajectories cut after a number of moves
+# ----------------------------------------------------------------------------------
+def check_cut(env, full, cut, max_moves):
+    """``cut`` is ``full`` (same generator) cut after ``max_moves[b]`` moves: a trajectory that
+    exits before its cut is unchanged and complete (L = moves + 1); any other has L = cut, no
+    exit, complete False, and follows the uncut one for its first L moves."""
+    B = len(full)
+    k = torch.as_tensor(max_moves).expand(B)
+    assert cut.complete is not None and cut.complete.shape == (B,) and cut.complete.dtype == torch.bool
+    for b in range(B):
+        L_full, k_b = int(full.lengths[b]), int(k[b])
+        L, c = int(cut.lengths[b]), bool(cut.complete[b])
+        if L_full - 1 < k_b:  # exited (after L_full - 1 moves) before the cut
+            assert c and L == L_full, (b, L_full, k_b, L, c)
+            assert torch.equal(cut.states[b, :L + 1], full.states[b, :L + 1])
+            assert torch.equal(cut.actions[b, :L], full.actions[b, :L])
+            assert torch.equal(cut.last_state[b], full.terminal[b])
+        else:
+            assert not c and L == k_b, (b, L_full, k_b, L, c)
+            assert torch.equal(cut.states[b, :L + 1], full.states[b, :L + 1])
+            assert torch.equal(cut.actions[b, :L], full.actions[b, :L])
+            assert (cut.actions[b, L:] == env.exit_action).all()
+            assert torch.equal(cut.last_state[b], full.states[b, L])
+    # at most one column of pure padding (the step at which the last cut trajectory stopped)
+    T = cut.max_length
+    assert int(cut.lengths.max()) <= T <= max(int(cut.lengths.max()) + 1, 1)
+    check_legal(env, cut, tight=False)
+
+
+@pytest.mark.parametrize("batch", [40, 200])  # below and above DEDUPE_MIN_BATCH
+@pytest.mark.parametrize("epsilon", [0.0, 0.3])
+@pytest.mark.parametrize("dim,side", [(2, 4), (3, 3)])
+def test_sample_forward_max_moves_tensor(dim, side, epsilon, batch):
+    env = HyperGrid(dim=dim, side=side)
+    policy = Policy(env, hidden=16)
+    cuts = torch.randint(0, env.max_steps + 1, (batch,), generator=gen(20))
+    full = sample_forward(env, policy, batch, epsilon=epsilon, generator=gen(21))
+    assert full.complete is None  # no cut asked for: no flag
+    cut = sample_forward(env, policy, batch, epsilon=epsilon, generator=gen(21), max_moves=cuts)
+    check_cut(env, full, cut, cuts)
+    C, L = cut.complete, cut.lengths
+    assert C.any() and (~C).any() and ((L == 0) & ~C).any() and ((L == 1) & ~C).any() and ((L == 1) & C).any()
+    assert (L[~C] == cuts[~C]).all() and (L[C] <= cuts[C]).all()
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_sample_forward_max_moves_int_equals_tensor(k):
+    env = HyperGrid(dim=2, side=5)
+    policy = Policy(env, hidden=16)
+    full = sample_forward(env, policy, 80, epsilon=0.2, generator=gen(22))
+    a = sample_forward(env, policy, 80, epsilon=0.2, generator=gen(22), max_moves=k)
+    b = sample_forward(env, policy, 80, epsilon=0.2, generator=gen(22), max_moves=torch.full((80,), k))
+    check_cut(env, full, a, k)
+    for f in ("states", "actions", "lengths", "complete"):
+        assert torch.equal(getattr(a, f), getattr(b, f)), f
+    assert (~a.complete).any() and (a.lengths <= k + 1).all()
+    assert (a.lengths[~a.complete] == k).all()
+    assert (a.lengths[a.complete] <= k).all()  # at most k - 1 moves, then the exit
+
+
+def test_sample_forward_max_moves_zero():
+    env = HyperGrid(dim=2, side=4)
+    traj = sample_forward(env, Policy(env, hidden=16), 12, generator=gen(23), max_moves=0)
+    assert (traj.lengths == 0).all() and not traj.complete.any()
+    assert (traj.states == 0).all() and (traj.last_state == 0).all()
+    assert (traj.actions == env.exit_action).all() and not traj.mask.any()
+    check_legal(env, traj, tight=False)
+
+
+def test_sample_forward_max_moves_beyond_max_steps_cuts_nothing():
+    env = HyperGrid(dim=2, side=4)
+    policy = Policy(env, hidden=16)
+    full = sample_forward(env, policy, 50, epsilon=0.5, generator=gen(24))
+    for k in (env.max_steps, 100):  # a trajectory makes at most max_steps - 1 moves
+        traj = sample_forward(env, policy, 50, epsilon=0.5, generator=gen(24), max_moves=k)
+        assert traj.complete is not None and traj.complete.all()
+        assert torch.equal(traj.states, full.states) and torch.equal(traj.lengths, full.lengths)
+    # one move fewer: those that reached the far corner have not exited yet and are cut there
+    traj = sample_forward(env, policy, 50, epsilon=0.5, generator=gen(24), max_moves=env.max_steps - 1)
+    check_cut(env, full, traj, env.max_steps - 1)
+    corner = full.lengths == env.max_steps
+    assert corner.any() and torch.equal(traj.complete, ~corner)
+
+
+def test_sample_forward_max_moves_with_cond():
+    env = HyperGrid(dim=2, side=4)
+    policy = Policy(env, hidden=16, cond_dim=2)
+    cond = torch.randn(32, 2)
+    cuts = torch.arange(32) % 4
+    full = sample_forward(env, policy, 32, cond=cond, generator=gen(25))
+    cut = sample_forward(env, policy, 32, cond=cond, generator=gen(25), max_moves=cuts)
+    check_cut(env, full, cut, cuts)
+    assert torch.equal(cut.cond, cond)
 
 
 # ----------------------------------------------------------------------------------
@@ -228,11 +331,19 @@ def test_sample_backward_reproducible():
 # ----------------------------------------------------------------------------------
 # Policy.evaluate against a naive per-transition computation
 # ----------------------------------------------------------------------------------
+PER_TRANSITION = ("log_pf", "log_pb")
+PER_STATE = ("log_flow", "log_pf_exit", "state_log_reward", "log_inflow", "log_outflow")
+
+
 def naive(env, policy, traj):
-    """Per (b, t): run the policy on the single state, masked log-softmax, by hand."""
+    """Per (b, t) transition and per (b, k) state: run the policy on the single state,
+    masked log-softmax, by hand. Per-transition outputs are [B, T], per-state ones [B, T+1]
+    (states k = 0..L_b are filled: column L_b is x again for a complete trajectory, the
+    state where it was cut for an incomplete one); NaN elsewhere."""
     B, T = traj.actions.shape
-    out = {k: torch.full((B, T), math.nan) for k in
-           ("log_pf", "log_pb", "log_flow", "log_pf_exit", "state_log_reward", "log_inflow", "log_outflow")}
+    complete = traj.is_complete
+    out = {k: torch.full((B, T), math.nan) for k in PER_TRANSITION}
+    out.update({k: torch.full((B, T + 1), math.nan) for k in PER_STATE})
     out["log_exit_flow"] = torch.full((B,), math.nan)
 
     def heads(s, b):
@@ -243,26 +354,31 @@ def naive(env, policy, traj):
         return fwd[0], bwd[0], (None if flow is None else flow[0])
 
     for b in range(B):
-        L = int(traj.lengths[b])
+        L, c = int(traj.lengths[b]), bool(complete[b])
         for t in range(L):
             s, a = traj.states[b, t], int(traj.actions[b, t])
-            fwd, _, flow = heads(s, b)
+            fwd, _, _ = heads(s, b)
             fmask = env.forward_mask(s[None])[0]
             lp = fwd.masked_fill(~fmask, -math.inf).log_softmax(-1)
             out["log_pf"][b, t] = lp[a]
-            out["log_pf_exit"][b, t] = lp[env.exit_action]
-            out["log_flow"][b, t] = flow if flow is not None else math.nan
-            out["state_log_reward"][b, t] = env.log_reward(s[None])[0]
-            if t < L - 1:
+            if c and t == L - 1:  # the exit: no backward probability
+                out["log_pb"][b, t] = 0.0
+                out["log_exit_flow"][b] = fwd[env.exit_action]
+            else:  # a move s_t -> s_{t+1} (every transition of a cut trajectory)
                 s_next = traj.states[b, t + 1]
                 _, bwd, _ = heads(s_next, b)
                 bmask = env.backward_mask(s_next[None])[0]
                 out["log_pb"][b, t] = bwd.masked_fill(~bmask, -math.inf).log_softmax(-1)[a]
-            else:
-                out["log_pb"][b, t] = 0.0
-                out["log_exit_flow"][b] = fwd[env.exit_action]
+        for k in range(L + 1):
+            s = traj.states[b, k]
+            fwd, _, flow = heads(s, b)
+            fmask = env.forward_mask(s[None])[0]
+            lp = fwd.masked_fill(~fmask, -math.inf).log_softmax(-1)
+            out["log_pf_exit"][b, k] = lp[env.exit_action]
+            out["log_flow"][b, k] = flow if flow is not None else math.nan
+            out["state_log_reward"][b, k] = env.log_reward(s[None])[0]
             # FM: edge flows are the forward logits
-            out["log_outflow"][b, t] = fwd[fmask].logsumexp(0)
+            out["log_outflow"][b, k] = fwd[fmask].logsumexp(0)
             into = []
             for d in range(env.dim):
                 if s[d] > 0:
@@ -270,77 +386,140 @@ def naive(env, policy, traj):
                     parent[d] -= 1
                     into.append(heads(parent, b)[0][d])
             if into:
-                out["log_inflow"][b, t] = torch.stack(into).logsumexp(0)
+                out["log_inflow"][b, k] = torch.stack(into).logsumexp(0)
     return out
+
+
+def state_mask(traj):
+    """[B, T+1] bool: the states s_0..s_{L_b} of each trajectory."""
+    return torch.arange(traj.max_length + 1) <= traj.lengths[:, None]
 
 
 def compare(env, policy, traj, ev, ref, keys):
     valid = traj.mask
+    states = state_mask(traj)
     for k in keys:
         got = getattr(ev, k)
-        assert got is not None and got.shape == valid.shape, k
-        sel = valid.clone()
-        if k == "log_inflow":
-            sel[:, 0] = False  # s_0 has no parent: the value there is a dummy
+        sel = (states if k in PER_STATE else valid).clone()
+        assert got is not None and got.shape == sel.shape, k
+        if k == "log_inflow":  # s_0 has no parent: the value there is a dummy
+            B, T1 = sel.shape
+            sel &= ~env.is_initial(traj.states.reshape(B * T1, *traj.states.shape[2:])).view(B, T1)
         assert torch.allclose(got[sel].float(), ref[k][sel], atol=1e-5, rtol=1e-5), k
     assert torch.equal(ev.lengths, traj.lengths) and torch.equal(ev.mask, valid)
+    if traj.complete is None:
+        assert ev.complete is None
+    else:
+        assert torch.equal(ev.complete, traj.complete)
 
 
-def sampled(env, policy, cond=None, n=24, seed=11):
-    traj = sample_forward(env, policy, n, cond=cond, epsilon=0.3, generator=gen(seed))
-    traj.log_reward = env.log_reward(traj.terminal)
+def sampled(env, policy, cond=None, n=24, seed=11, max_moves=None):
+    traj = sample_forward(env, policy, n, cond=cond, epsilon=0.3, generator=gen(seed), max_moves=max_moves)
+    traj.log_reward = env.log_reward(traj.last_state)
     return traj
 
 
+CUTS = torch.arange(24) % 6  # per-trajectory cuts 0..5 of a 24-trajectory batch
+
+
+def check_mixed(traj):
+    """The cut batch holds complete trajectories and cut ones with L = 0, 1 and >= 2 moves."""
+    C, L = traj.complete, traj.lengths
+    assert C is not None and C.any()
+    assert ((L == 0) & ~C).any() and ((L == 1) & ~C).any() and ((L >= 2) & ~C).any()
+
+
+@pytest.mark.parametrize("cut", [False, True], ids=["whole", "cut"])
 @pytest.mark.parametrize("backward", ["learned", "uniform"])
 @pytest.mark.parametrize("path", ["dedup", "no_dedup"])
-def test_evaluate_matches_naive(backward, path):
+def test_evaluate_matches_naive(backward, path, cut):
     env = HyperGrid(dim=2, side=4)
     if path == "no_dedup":
         env.n_states = None  # not enumerable: every (b, t) goes through the network
         assert not env.enumerable
     policy = Policy(env, hidden=16, backward=backward, flow=True)
-    traj = sampled(env, policy)
+    traj = sampled(env, policy, max_moves=CUTS if cut else None)
+    if cut:
+        check_mixed(traj)
     ev = policy.evaluate(env, traj, ALL_NEEDS)
     ref = naive(env, policy, traj)
     compare(env, policy, traj, ev, ref, ["log_pf", "log_pb", "log_flow", "log_pf_exit", "state_log_reward",
                                          "log_inflow", "log_outflow"])
-    assert torch.allclose(ev.log_exit_flow, ref["log_exit_flow"], atol=1e-5)
+    C = traj.is_complete  # a cut trajectory has no exit: its exit flow is never read
+    assert ev.log_exit_flow.shape == (len(traj),) and torch.isfinite(ev.log_exit_flow).all()
+    assert torch.allclose(ev.log_exit_flow[C], ref["log_exit_flow"][C], atol=1e-5)
     assert torch.equal(ev.log_z, policy.log_z_param.expand(len(traj)))
     assert torch.equal(ev.log_reward, traj.log_reward)
-    assert (ev.log_pb[torch.arange(len(traj)), traj.lengths - 1] == 0).all()
+    B, T = traj.actions.shape
+    rows, L, C = torch.arange(B), traj.lengths, traj.is_complete
+    assert (ev.log_pb[rows[C], L[C] - 1] == 0).all()  # the exits
+    # per-state fields have T+1 columns; column L_b of a complete trajectory is x again
+    for k in PER_STATE:
+        assert getattr(ev, k).shape == (B, T + 1), k
+        assert torch.equal(getattr(ev, k)[rows[C], L[C]], getattr(ev, k)[rows[C], L[C] - 1]), k
+    if cut:
+        check_cut_evaluation(env, policy, traj, ev)
 
 
-def test_evaluate_dedup_equals_no_dedup():
+def check_cut_evaluation(env, policy, traj, ev):
+    """The last transition of a cut trajectory is a move into s_L: its log P_B is that of the
+    move back from s_L, computed by hand; per-state fields at s_L are those of s_L."""
+    seen = 0
+    for b in range(len(traj)):
+        L = int(traj.lengths[b])
+        if traj.complete[b] or L == 0:
+            continue
+        s_prev, s_last, a = traj.states[b, L - 1], traj.states[b, L], int(traj.actions[b, L - 1])
+        assert a != env.exit_action and torch.equal(s_last, traj.last_state[b])
+        cond = None if traj.cond is None else traj.cond[b:b + 1]
+        fwd, bwd, flow = policy.heads(env.featurize(s_last[None]), cond)
+        if bwd is None:
+            bwd = torch.zeros(1, env.n_backward_actions)
+        log_pb = bwd[0].masked_fill(~env.backward_mask(s_last[None])[0], -math.inf).log_softmax(-1)
+        back = int((s_last - s_prev).argmax())  # hypergrid: the coordinate the move incremented
+        assert torch.allclose(ev.log_pb[b, L - 1], log_pb[back], atol=1e-5), b
+        if ev.log_flow is not None:
+            assert torch.allclose(ev.log_flow[b, L], flow[0], atol=1e-5), b
+        seen += 1
+    assert seen > 0
+
+
+@pytest.mark.parametrize("cut", [False, True], ids=["whole", "cut"])
+def test_evaluate_dedup_equals_no_dedup(cut):
     env = HyperGrid(dim=3, side=3)
     policy = Policy(env, hidden=16, flow=True)
-    traj = sampled(env, policy, n=40)
+    traj = sampled(env, policy, n=40, max_moves=torch.arange(40) % 5 if cut else None)
     a = policy.evaluate(env, traj, ALL_NEEDS)
     env.n_states = None
     b = policy.evaluate(env, traj, ALL_NEEDS)
-    m = traj.mask
     for k in ("log_pf", "log_pb", "log_flow", "log_pf_exit", "state_log_reward", "log_outflow"):
+        m = state_mask(traj) if k in PER_STATE else traj.mask
         assert torch.allclose(getattr(a, k)[m], getattr(b, k)[m], atol=1e-6), k
 
 
+@pytest.mark.parametrize("cut", [False, True], ids=["whole", "cut"])
 @pytest.mark.parametrize("backward", ["learned", "uniform"])
-def test_evaluate_conditional_matches_naive(backward):
+def test_evaluate_conditional_matches_naive(backward, cut):
     env = HyperGrid(dim=2, side=4)
     policy = Policy(env, hidden=16, backward=backward, flow=True, cond_dim=2)
     cond = torch.randn(24, 2)
-    traj = sampled(env, policy, cond=cond)
+    traj = sampled(env, policy, cond=cond, max_moves=CUTS if cut else None)
     needs = ALL_NEEDS - {"edge_flows"}
     ev = policy.evaluate(env, traj, needs)
     ref = naive(env, policy, traj)
     compare(env, policy, traj, ev, ref, ["log_pf", "log_pb", "log_flow", "log_pf_exit", "state_log_reward"])
     assert torch.allclose(ev.log_z, policy.log_z(cond, len(cond)))
+    if cut:
+        check_mixed(traj)
+        check_cut_evaluation(env, policy, traj, ev)
 
 
-def test_evaluate_conditional_edge_flows():
+@pytest.mark.parametrize("cut", [False, True], ids=["whole", "cut"])
+def test_evaluate_conditional_edge_flows(cut):
     """FM with a conditional policy: the parents' edge flows must see the same cond."""
     env = HyperGrid(dim=2, side=4)
     policy = Policy(env, hidden=16, cond_dim=2)
-    traj = sampled(env, policy, cond=torch.randn(24, 2))
+    traj = sampled(env, policy, cond=torch.randn(24, 2), max_moves=CUTS if cut else None)
     ev = policy.evaluate(env, traj, frozenset({"edge_flows"}))
     ref = naive(env, policy, traj)
     compare(env, policy, traj, ev, ref, ["log_inflow", "log_outflow"])
@@ -384,8 +563,13 @@ def test_padding_does_not_change_evaluation():
     a = policy.evaluate(env, traj, ALL_NEEDS)
     b = policy.evaluate(env, traj.pad_to(traj.max_length + 2, env.exit_action), ALL_NEEDS)
     T = traj.max_length
-    for k in ("log_pf", "log_pb", "log_flow", "log_inflow", "log_outflow"):
-        assert torch.allclose(getattr(b, k)[:, :T][traj.mask], getattr(a, k)[traj.mask], atol=1e-6), k
+    for k in ("log_pf", "log_pb", "log_flow", "log_inflow", "log_outflow", "log_pf_exit", "state_log_reward"):
+        if k in PER_STATE:
+            m = state_mask(traj)
+            assert getattr(b, k).shape[1] == T + 3, k
+            assert torch.allclose(getattr(b, k)[:, :T + 1][m], getattr(a, k)[m], atol=1e-6), k
+        else:
+            assert torch.allclose(getattr(b, k)[:, :T][traj.mask], getattr(a, k)[traj.mask], atol=1e-6), k
     assert torch.allclose(a.log_exit_flow, b.log_exit_flow, atol=1e-6)
 
 
@@ -416,3 +600,75 @@ def test_cat_keeps_semantics():
     c2 = Trajectories(long.states, long.actions, long.lengths, cond=torch.ones(6, 2))
     assert torch.equal(Trajectories.cat([c1, c2], env.exit_action).cond,
                        torch.cat([torch.zeros(2, 2), torch.ones(6, 2)]))
+
+
+def test_cat_combines_the_complete_flags():
+    """None (all complete) joined with a flagged batch: all True for the first part, the flags after."""
+    env = HyperGrid(dim=2, side=4)
+    policy = Policy(env, hidden=16, flow=True)
+    whole = sampled(env, policy, n=5, seed=30)
+    cut = sampled(env, policy, n=8, seed=31, max_moves=torch.tensor([0, 1, 2, 3, 0, 1, 2, 3]))
+    assert whole.complete is None and (~cut.complete).any()
+    both = Trajectories.cat([whole, cut], env.exit_action)
+    assert torch.equal(both.complete, torch.cat([torch.ones(5, dtype=torch.bool), cut.complete]))
+    assert both.complete.dtype == torch.bool
+    back = Trajectories.cat([cut, whole], env.exit_action)
+    assert torch.equal(back.complete, torch.cat([cut.complete, torch.ones(5, dtype=torch.bool)]))
+    assert Trajectories.cat([whole, whole], env.exit_action).complete is None
+    assert torch.equal(Trajectories.cat([cut, cut], env.exit_action).complete, cut.complete.repeat(2))
+    # the joined batch keeps each trajectory: lengths, last states, legality, evaluation
+    assert torch.equal(both.lengths, torch.cat([whole.lengths, cut.lengths]))
+    assert torch.equal(both.last_state, torch.cat([whole.last_state, cut.last_state]))
+    check_legal(env, both, tight=False)
+    ev_both = policy.evaluate(env, both, ALL_NEEDS)
+    ev_cut = policy.evaluate(env, cut, ALL_NEEDS)
+    T = cut.max_length
+    assert torch.equal(ev_both.complete, both.complete)
+    assert torch.allclose(ev_both.log_pb[5:, :T][cut.mask], ev_cut.log_pb[cut.mask], atol=1e-6)
+    m = state_mask(cut)
+    assert torch.allclose(ev_both.log_flow[5:, :T + 1][m], ev_cut.log_flow[m], atol=1e-6)
+
+
+def test_pad_to_keeps_cut_trajectories():
+    env = HyperGrid(dim=2, side=4)
+    traj = sampled(env, Policy(env, hidden=16), n=12, max_moves=torch.arange(12) % 4)
+    T = traj.max_length
+    padded = traj.pad_to(T + 2, env.exit_action)
+    assert torch.equal(padded.complete, traj.complete)
+    assert torch.equal(padded.last_state, traj.last_state)
+    assert (padded.states[:, T + 1:] == traj.last_state[:, None]).all()
+    check_legal(env, padded, tight=False)
+
+
+def test_padding_does_not_change_evaluation_of_cut_trajectories():
+    env = HyperGrid(dim=2, side=4)
+    policy = Policy(env, hidden=16, flow=True)
+    traj = sampled(env, policy, max_moves=CUTS)
+    a = policy.evaluate(env, traj, ALL_NEEDS)
+    b = policy.evaluate(env, traj.pad_to(traj.max_length + 2, env.exit_action), ALL_NEEDS)
+    T = traj.max_length
+    for k in PER_TRANSITION:
+        assert torch.allclose(getattr(b, k)[:, :T][traj.mask], getattr(a, k)[traj.mask], atol=1e-6), k
+    m = state_mask(traj)
+    for k in PER_STATE:
+        assert torch.allclose(getattr(b, k)[:, :T + 1][m], getattr(a, k)[m], atol=1e-6), k
+
+
+@pytest.mark.parametrize("path", ["dedup", "no_dedup"])
+def test_evaluate_cut_batch_without_padding_column(path):
+    """A cut trajectory with L = T (no column of pure padding, as a rollout on CUDA returns it):
+    its last state is column T, which every per-state field must hold."""
+    env = HyperGrid(dim=2, side=4)
+    if path == "no_dedup":
+        env.n_states = None
+    policy = Policy(env, hidden=16, flow=True)
+    traj = sampled(env, policy, max_moves=2)
+    T = int(traj.lengths.max())
+    traj = Trajectories(traj.states[:, :T + 1], traj.actions[:, :T], traj.lengths, traj.log_reward,
+                        complete=traj.complete)
+    assert T == 2 and ((traj.lengths == T) & ~traj.complete).any()
+    check_legal(env, traj)
+    ev = policy.evaluate(env, traj, ALL_NEEDS)
+    ref = naive(env, policy, traj)
+    compare(env, policy, traj, ev, ref, list(PER_TRANSITION + PER_STATE))
+    check_cut_evaluation(env, policy, traj, ev)
