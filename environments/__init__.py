@@ -5,9 +5,10 @@ import inspect
 
 from gflownet.environments.base import LOG_REWARD_FLOOR, Environment, checked_log
 from gflownet.environments.hypergrid import HyperGrid
+from gflownet.environments.sets import SetGeneration
 from gflownet.errors import ConfigError
 
-ENVIRONMENTS: dict[str, type[Environment]] = {"hypergrid": HyperGrid}
+ENVIRONMENTS: dict[str, type[Environment]] = {"hypergrid": HyperGrid, "sets": SetGeneration}
 
 
 def env_parameters(name: str) -> list[str]:
@@ -34,5 +35,5 @@ def _lookup(name: str) -> type[Environment]:
     return ENVIRONMENTS[name]
 
 
-__all__ = ["ENVIRONMENTS", "Environment", "HyperGrid", "LOG_REWARD_FLOOR", "checked_log",
-           "env_parameters", "make_env"]
+__all__ = ["ENVIRONMENTS", "Environment", "HyperGrid", "LOG_REWARD_FLOOR", "SetGeneration",
+           "checked_log", "env_parameters", "make_env"]

@@ -122,7 +122,26 @@ class Environment:
 
     @property
     def enumerable(self) -> bool:
+        """``all_states`` and ``state_index`` work: exact evaluation by DP."""
         return self.n_states is not None
+
+    @property
+    def indexable(self) -> bool:
+        """``state_index`` works (a batch's distinct states are then evaluated once)."""
+        return self.enumerable
+
+    def log_partition(self) -> float:
+        """Exact log Z = log sum_x R(x), where the environment can compute it."""
+        raise NotImplementedError(f"{type(self).__name__} has no exact log Z")
+
+    def log_energy(self, states: torch.Tensor) -> torch.Tensor:
+        """Energy E(s) of any state, float ``[B]``, with R(x) = exp(-E(x)) at terminal
+        states (forward-looking objectives)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no energy of its states")
+
+    @property
+    def has_energy(self) -> bool:
+        return type(self).log_energy is not Environment.log_energy
 
     # -- objects ------------------------------------------------------------
     def object_columns(self) -> list[str]:

@@ -98,6 +98,17 @@ class HyperGrid(Environment):
             return self._log_reward_table[self.state_index(states)]
         return self._compute_log_reward(states)
 
+    def log_energy(self, states):
+        """E(s) = -log R(s): every state of the grid is an object, so the reward itself
+        is the natural energy of a partial walk (forward-looking objectives)."""
+        return -self.log_reward(states)
+
+    def log_partition(self):
+        """log Z: every state is terminal, so the logsumexp of the log-reward table."""
+        if self._log_reward_table is None:
+            return super().log_partition()
+        return float(self._log_reward_table.double().logsumexp(0))
+
     # -- enumeration -------------------------------------------------------------
     def all_states(self):
         index = torch.arange(self.n_states, device=self.device)

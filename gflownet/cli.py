@@ -30,6 +30,8 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trajectories", type=int, help="total trajectories (train.trajectories)")
     p.add_argument("--seed", type=int, help="random seed (train.seed)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (train.device)")
+    p.add_argument("--max-steps", type=int, dest="max_moves", metavar="K",
+                   help="cut rollouts after K moves: train on incomplete trajectories (train.max_moves)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -40,10 +42,9 @@ def build_config(args) -> RunConfig:
     if args.objective:
         config.objective = args.objective
     config.apply(args.assignments)
-    for flag, name in (("batch_size", "batch_size"), ("trajectories", "trajectories"), ("seed", "seed"),
-                       ("device", "device")):
-        if getattr(args, flag) is not None:
-            setattr(config.train, name, getattr(args, flag))
+    for name in ("batch_size", "trajectories", "seed", "device", "max_moves"):
+        if getattr(args, name) is not None:
+            setattr(config.train, name, getattr(args, name))
     return config
 
 

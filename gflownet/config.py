@@ -38,6 +38,8 @@ class TrainConfig:
     grad_clip: float = _f(0.0, "clip the gradient norm to this value (0: off)")
     epsilon: float = _f(0.0, "probability of a uniformly random action at each rollout step")
     temperature: float = _f(1.0, "rollouts sample softmax(logits / temperature)")
+    max_moves: int = _f(0, "cut rollouts after this many moves: incomplete trajectories (0: never)")
+    random_cut: bool = _f(False, "cut each rollout after k ~ uniform{1..max_moves} moves instead")
     seed: int = _f(0, "seed of the parameters and of every random draw")
     device: str = _f("cpu", "'cpu', 'cuda' or 'cuda:N'")
     threads: int = _f(0, "CPU threads for torch (0: pick automatically)")

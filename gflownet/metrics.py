@@ -132,6 +132,11 @@ def exact_flows(env: Environment, log_pb: torch.Tensor | None = None) -> Flows:
     log_flow = flow.log()
     log_pf = torch.cat([log_flow[dag.children] + pb_into.log() - log_flow[:, None],
                         (exit_flow.log() - log_flow)[:, None]], 1)
+    # No flow passes where no terminal state lies below (e.g. unreachable states):
+    # P_F is arbitrary there; take it uniform (as Policy does) rather than 0/0 = NaN,
+    # which would poison terminal_distribution through 0 * NaN.
+    uniform = masked_log_softmax(torch.zeros_like(log_pf), env.forward_mask(states))
+    log_pf = torch.where((flow == 0)[:, None], uniform, log_pf)
     return Flows(log_flow, log_pf, log_pb, float(log_flow[env.state_index(env.reset(1))]))
 
 

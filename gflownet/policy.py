@@ -15,7 +15,7 @@ from torch import nn
 
 from gflownet.environments.base import Environment
 from gflownet.dedup import distinct
-from gflownet.errors import ConfigError
+from gflownet.errors import ConfigError, RewardError
 from gflownet.nets import MLP
 from gflownet.trajectories import Trajectories, transition_masks
 
@@ -38,6 +38,7 @@ class Evaluation:
     log_inflow: torch.Tensor | None = None  # [B, T+1] edge flows into s_t (FM)
     log_outflow: torch.Tensor | None = None  # [B, T+1] edge flows out of s_t (FM)
     log_exit_flow: torch.Tensor | None = None  # [B] F(x -> sink) (FM)
+    state_energy: torch.Tensor | None = None  # [B, T+1] E(s_t) (forward-looking)
 
 
 def masked_log_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -48,6 +49,19 @@ def masked_log_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     """
     mask = mask | ~mask.any(-1, keepdim=True)
     return logits.masked_fill(~mask, float("-inf")).log_softmax(-1)
+
+
+def checked_energy(env: Environment, states: torch.Tensor) -> torch.Tensor:
+    """``env.log_energy(states)`` ``[N]``, refusing a non-finite energy with a clear error."""
+    if not env.has_energy:
+        raise ConfigError(f"{type(env).__name__} defines no log_energy: forward-looking objectives need one")
+    energy = env.log_energy(states)
+    bad = ~torch.isfinite(energy)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise RewardError(f"{type(env).__name__}.log_energy returned {energy[i].item()} for state "
+                          f"{states[i].tolist()}; energies must be finite")
+    return energy
 
 
 class Policy(nn.Module):
@@ -143,7 +157,7 @@ class Policy(nn.Module):
         shape = traj.states.shape[2:]
         states = traj.states.reshape(B * (T + 1), *shape)
         cond = None if traj.cond is None else traj.cond[:, None].expand(B, T + 1, -1).reshape(B * (T + 1), -1)
-        if cond is None and env.enumerable:  # each distinct state once
+        if cond is None and env.indexable:  # each distinct state once
             first, rows = distinct(env.state_index(states))
             states = states[first]
         else:
@@ -175,6 +189,8 @@ class Policy(nn.Module):
             ev.log_pf_exit = log_pf_all[rows, env.exit_action]
         if "state_log_reward" in needs:
             ev.state_log_reward = env.log_reward(states)[rows]
+        if "state_energy" in needs:
+            ev.state_energy = checked_energy(env, states)[rows]
         if "edge_flows" in needs:
             log_in, log_out = self._edge_flows(env, states, cond, fwd, fwd_mask)
             ev.log_inflow, ev.log_outflow = log_in[rows], log_out[rows]

@@ -52,7 +52,8 @@ def sample_forward(
         epsilon: probability of a uniformly random legal action at each step.
         temperature: P_F is sampled as softmax(logits / temperature).
         max_moves: cut each trajectory after this many moves (an int or ``[B]``
-            long); those that have not exited by then come back incomplete.
+            long); those that have not exited by then come back incomplete, except
+            where the exit is the only legal action left: that exit is still taken.
     Returns: Trajectories without rewards.
     """
     device, T, A = env.device, env.max_steps, env.n_actions
@@ -70,10 +71,11 @@ def sample_forward(
     cut = None if max_moves is None else torch.as_tensor(max_moves, device=device).expand(batch)
     incomplete = torch.zeros_like(done)
     steps = T
-    dedupe = cond is None and env.enumerable and batch >= DEDUPE_MIN_BATCH
+    dedupe = cond is None and env.indexable and batch >= DEDUPE_MIN_BATCH
     for t in range(T):
-        if cut is not None:
-            stop = (cut <= t) & ~done
+        mask = env.forward_mask(s)
+        if cut is not None:  # a state whose only option is the exit still takes it
+            stop = (cut <= t) & ~done & mask[:, :exit_action].any(-1)
             incomplete |= stop
             done |= stop
         if dedupe:  # one network row per distinct unfinished state
@@ -83,7 +85,6 @@ def sample_forward(
             logits = policy.forward_logits(env.featurize(s), cond)
         if temperature != 1.0:
             logits = logits / temperature
-        mask = env.forward_mask(s)
         a = _gumbel_argmax(logits, mask, log_noise[t])
         if epsilon > 0:
             a = torch.where(explore[t], _gumbel_argmax(torch.zeros_like(logits), mask, uniform_noise[t]), a)

@@ -76,9 +76,14 @@ class Trainer:
         set_threads(t.threads, t.batch_size)
         self.objective = get_objective(config.objective)
         self.objective_params = self.objective.check_params(config.objective_params)
+        if t.max_moves < 0 or (t.random_cut and t.max_moves < 1):
+            raise ConfigError(f"train.max_moves must be >= 0 (>= 1 with random_cut), got {t.max_moves}")
         torch.manual_seed(t.seed)
         random.seed(t.seed)
         self.env = make_env(config.env, device=self.device, **config.env_params)
+        if "state_energy" in self.objective.needs and not self.env.has_energy:
+            raise ConfigError(f"objective {config.objective!r} needs an energy of every state, and environment "
+                              f"{config.env!r} defines no log_energy")
         m = config.model
         needs = self.objective.needs
         self.policy = Policy(self.env, m.hidden, m.layers, m.backward, flow="log_flow" in needs,
@@ -93,6 +98,7 @@ class Trainer:
         self.generator = torch.Generator(self.device).manual_seed(t.seed)
         self.total_steps = math.ceil(t.trajectories / t.batch_size)
         self.step_count = 0
+        self.transitions = torch.zeros((), dtype=torch.long, device=self.device)  # transitions trained on
         self.elapsed = 0.0  # seconds spent training (evaluation excluded), across resumes
         self.exact = self.env.enumerable and self.env.n_states <= MAX_EXACT_STATES
         self._dag = None
@@ -112,9 +118,11 @@ class Trainer:
         factor = self._schedule()
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
-        traj = sample_forward(self.env, self.policy, t.batch_size, epsilon=t.epsilon,
-                              temperature=t.temperature, generator=self.generator)
-        traj.log_reward = self.env.log_reward(traj.terminal)
+        traj = sample_forward(self.env, self.policy, t.batch_size, epsilon=t.epsilon, temperature=t.temperature,
+                              generator=self.generator, max_moves=self._cut())
+        traj.log_reward = self._score(traj)
+        self.transitions += traj.lengths.sum()
+        self.last_trajectories = traj
         evaluation = self.policy.evaluate(self.env, traj, self.objective.needs)
         loss = self.objective(evaluation, **self.objective_params)
         self.optimizer.zero_grad(set_to_none=True)
@@ -125,14 +133,39 @@ class Trainer:
         self.step_count += 1
         return loss.detach()
 
+    def _cut(self):
+        """Moves after which each rollout is cut: None, an int or ``[B]``."""
+        t = self.config.train
+        if t.max_moves == 0:
+            return None
+        if not t.random_cut:
+            return t.max_moves
+        return torch.randint(1, t.max_moves + 1, (t.batch_size,), device=self.device, generator=self.generator)
+
+    def _score(self, traj):
+        """log R of the trajectories that exited (the others are never scored: 0)."""
+        if traj.complete is None:
+            return self.env.log_reward(traj.terminal)
+        log_reward = torch.zeros(len(traj), device=self.device)
+        log_reward[traj.complete] = self.env.log_reward(traj.terminal[traj.complete])
+        return log_reward
+
     def evaluate(self) -> dict:
-        """Exact metrics where the space is enumerable (else an empty dict)."""
-        if not self.exact:
+        """Exact metrics where the space is enumerable; else the log Z error where the
+        environment knows its exact log Z; else an empty dict."""
+        log_z = self.policy.estimate_log_z(self.env, self.objective.needs)
+        if self.exact:
+            if self._dag is None:
+                self._dag = transitions(self.env)
+            return exact_metrics(self.env, self.policy, log_z, self._dag)
+        try:
+            true_log_z = self.env.log_partition()
+        except NotImplementedError:
             return {}
-        if self._dag is None:
-            self._dag = transitions(self.env)
-        return exact_metrics(self.env, self.policy, self.policy.estimate_log_z(self.env, self.objective.needs),
-                             self._dag)
+        out = {"true_log_z": true_log_z}
+        if log_z is not None:
+            out.update(log_z=log_z, log_z_error=abs(log_z - true_log_z))
+        return out
 
     # -- the loop ---------------------------------------------------------------------
     def run(self) -> dict:
@@ -158,7 +191,8 @@ class Trainer:
                         raise GFlowNetError(f"training diverged at step {step}: the loss is {loss}; "
                                             "the last checkpoint holds the parameters before it")
                     seconds = time.perf_counter() - window_start
-                    last = {"kind": "train", "step": step, "trajectories": step * t.batch_size, "loss": loss,
+                    last = {"kind": "train", "step": step, "trajectories": step * t.batch_size,
+                            "transitions": int(self.transitions), "loss": loss,
                             "log_z": self.policy.estimate_log_z(self.env, self.objective.needs),
                             "lr": self.optimizer.param_groups[0]["lr"],
                             "traj_per_s": window_steps * t.batch_size / seconds}
@@ -211,6 +245,7 @@ class Trainer:
         return {
             "config": self.config.to_dict(),
             "step": self.step_count,
+            "transitions": self.transitions.cpu(),
             "elapsed": self.elapsed,
             "policy": self.policy.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -235,6 +270,7 @@ class Trainer:
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{source} does not fit this model: {str(exc).splitlines()[0]}") from None
         self.step_count, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.transitions = state["transitions"].to(self.device)
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])

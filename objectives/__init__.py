@@ -11,6 +11,7 @@ from typing import Callable
 
 from gflownet.errors import ConfigError
 from gflownet.objectives.db import detailed_balance
+from gflownet.objectives.fl import fl_detailed_balance, fl_subtrajectory_balance
 from gflownet.objectives.fm import flow_matching
 from gflownet.objectives.modified_db import modified_detailed_balance
 from gflownet.objectives.subtb import subtrajectory_balance
@@ -19,8 +20,8 @@ from gflownet.objectives.tb import trajectory_balance, vargrad
 
 @dataclass(frozen=True)
 class Objective:
-    """A loss and the estimator heads it needs (``needs`` is a subset of
-    {"log_pb", "log_flow", "log_z", "edge_flows", "log_pf_exit", "state_log_reward"})."""
+    """A loss and the estimator heads it needs (``needs`` is a subset of {"log_pb",
+    "log_flow", "log_z", "edge_flows", "log_pf_exit", "state_log_reward", "state_energy"})."""
 
     name: str
     loss: Callable
@@ -42,7 +43,7 @@ class Objective:
 
 def _whole(ev, name):
     if ev.complete is not None and not bool(ev.complete.all()):
-        raise ConfigError(f"{name} needs complete trajectories; train on cut ones with db, subtb, fm or mdb")
+        raise ConfigError(f"{name} needs complete trajectories; train on cut ones with db, subtb, fl_db, fl_subtb, fm or mdb")
 
 
 def _tb(ev):
@@ -59,10 +60,24 @@ def _db(ev):
     return detailed_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.log_reward, ev.lengths, ev.complete)
 
 
-def _subtb(ev, lam):
+def _positive_lam(name, lam):
     if not lam > 0:
-        raise ConfigError(f"subtb: lam must be > 0, got {lam}")
+        raise ConfigError(f"{name}: lam must be > 0, got {lam}")
+
+
+def _subtb(ev, lam):
+    _positive_lam("subtb", lam)
     return subtrajectory_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.log_reward, ev.lengths, lam, ev.complete)
+
+
+def _fl_db(ev):
+    return fl_detailed_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.state_energy, ev.lengths, ev.complete)
+
+
+def _fl_subtb(ev, lam):
+    _positive_lam("fl_subtb", lam)
+    return fl_subtrajectory_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.state_energy, ev.lengths, lam,
+                                    ev.complete)
 
 
 def _fm(ev):
@@ -83,6 +98,10 @@ OBJECTIVES: dict[str, Objective] = {
         Objective("subtb", _subtb, frozenset({"log_pb", "log_flow"}), {"lam": 0.9},
                   "sub-trajectory balance, weights lam^(j-i)"),
         Objective("fm", _fm, frozenset({"edge_flows"}), summary="flow matching (logits are log edge flows)"),
+        Objective("fl_db", _fl_db, frozenset({"log_pb", "log_flow", "state_energy"}),
+                  summary="forward-looking DB: log F = log F~ - E, F~ = 1 past the exit"),
+        Objective("fl_subtb", _fl_subtb, frozenset({"log_pb", "log_flow", "state_energy"}), {"lam": 0.9},
+                  "forward-looking SubTB(lam)"),
         Objective("mdb", _mdb, frozenset({"log_pb", "log_pf_exit", "state_log_reward"}),
                   summary="modified detailed balance (every state terminal)"),
     ]
@@ -98,4 +117,5 @@ def get_objective(name: str) -> Objective:
 
 
 __all__ = ["OBJECTIVES", "Objective", "get_objective", "trajectory_balance", "vargrad", "detailed_balance",
-           "subtrajectory_balance", "flow_matching", "modified_detailed_balance"]
+           "subtrajectory_balance", "flow_matching", "modified_detailed_balance", "fl_detailed_balance",
+           "fl_subtrajectory_balance"]

@@ -148,15 +148,17 @@ def test_sample_forward_with_cond():
 # ----------------------------------------------------------------------------------
 def check_cut(env, full, cut, max_moves):
     """``cut`` is ``full`` (same generator) cut after ``max_moves[b]`` moves: a trajectory that
-    exits before its cut is unchanged and complete (L = moves + 1); any other has L = cut, no
-    exit, complete False, and follows the uncut one for its first L moves."""
+    exits before its cut, or reaches at its cut a state whose only legal action is the exit,
+    is unchanged and complete (L = moves + 1); any other has L = cut, no exit, complete
+    False, and follows the uncut one for its first L moves."""
     B = len(full)
     k = torch.as_tensor(max_moves).expand(B)
     assert cut.complete is not None and cut.complete.shape == (B,) and cut.complete.dtype == torch.bool
     for b in range(B):
         L_full, k_b = int(full.lengths[b]), int(k[b])
         L, c = int(cut.lengths[b]), bool(cut.complete[b])
-        if L_full - 1 < k_b:  # exited (after L_full - 1 moves) before the cut
+        exit_only = L_full - 1 == k_b and not env.forward_mask(full.states[b, k_b][None])[0, :-1].any()
+        if L_full - 1 < k_b or exit_only:  # exited (after L_full - 1 moves) before the cut, or had to
             assert c and L == L_full, (b, L_full, k_b, L, c)
             assert torch.equal(cut.states[b, :L + 1], full.states[b, :L + 1])
             assert torch.equal(cut.actions[b, :L], full.actions[b, :L])
@@ -186,7 +188,7 @@ def test_sample_forward_max_moves_tensor(dim, side, epsilon, batch):
     check_cut(env, full, cut, cuts)
     C, L = cut.complete, cut.lengths
     assert C.any() and (~C).any() and ((L == 0) & ~C).any() and ((L == 1) & ~C).any() and ((L == 1) & C).any()
-    assert (L[~C] == cuts[~C]).all() and (L[C] <= cuts[C]).all()
+    assert (L[~C] == cuts[~C]).all() and (L[C] <= cuts[C] + 1).all()  # + 1: a forced exit
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])
@@ -221,11 +223,11 @@ def test_sample_forward_max_moves_beyond_max_steps_cuts_nothing():
         traj = sample_forward(env, policy, 50, epsilon=0.5, generator=gen(24), max_moves=k)
         assert traj.complete is not None and traj.complete.all()
         assert torch.equal(traj.states, full.states) and torch.equal(traj.lengths, full.lengths)
-    # one move fewer: those that reached the far corner have not exited yet and are cut there
+    # one move fewer: those that reached the far corner, where only the exit is legal, still exit
     traj = sample_forward(env, policy, 50, epsilon=0.5, generator=gen(24), max_moves=env.max_steps - 1)
     check_cut(env, full, traj, env.max_steps - 1)
     corner = full.lengths == env.max_steps
-    assert corner.any() and torch.equal(traj.complete, ~corner)
+    assert corner.any() and traj.complete.all() and torch.equal(traj.lengths, full.lengths)
 
 
 def test_sample_forward_max_moves_with_cond():
