@@ -16,7 +16,7 @@ LeakyReLU; this library's MLP uses ReLU.)
   python experiments/fl_sets.py --quick                 # a few minutes
   python experiments/fl_sets.py --steps 10000 --seeds 0 1 2
 
-Writes experiments/results/fl_sets_*.csv / .md and experiments/fl_sets_*.png.
+Writes experiments/results/fl_sets_*.csv / .json / .md / .png.
 """
 import argparse
 import csv
@@ -134,7 +134,7 @@ def plot(rows, x, y, path, title, log=False):
     plt.close(fig)
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="short runs (CI): small sizes, few steps")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -143,16 +143,17 @@ def main():
     p.add_argument("--methods", nargs="+", default=METHODS)
     p.add_argument("--small-trajectories", type=int, default=96_000)
     p.add_argument("--skip-small", action="store_true")
-    args = p.parse_args()
+    p.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV / JSON / Markdown / PNG files")
+    args = p.parse_args(argv)
     if args.quick:
         args.seeds, args.steps, args.sizes, args.small_trajectories = [0], 60, ["30/20"], 3_200
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     report = []
     if not args.skip_small:
         rows, summary = small_study(args.seeds, args.small_trajectories, every=800 if args.quick else 1600)
         write_csv(rows, out / "fl_sets_small.csv")
-        plot(rows, "transitions", "l1", HERE / "fl_sets_small.png", "|U|=12, |S|=6: exact L1", log=True)
+        plot(rows, "transitions", "l1", out / "fl_sets_small.png", "|U|=12, |S|=6: exact L1", log=True)
         (out / "fl_sets_small.json").write_text(json.dumps(summary, indent=1))
         report.append("| |U|=12, |S|=6 | trajectories to L1 <= 0.05 (per seed) | median | final L1 | transitions |")
         report.append("|---|---|---|---|---|")
@@ -164,7 +165,7 @@ def main():
         rows = large_study(size, set_size, args.methods, args.seeds, args.steps, every=max(args.steps // 20, 1))
         tag = f"{size}_{set_size}"
         write_csv(rows, out / f"fl_sets_{tag}.csv")
-        plot(rows, "trajectories", "top100_mean_reward", HERE / f"fl_sets_{tag}.png", f"|U|={size}, |S|={set_size}")
+        plot(rows, "trajectories", "top100_mean_reward", out / f"fl_sets_{tag}.png", f"|U|={size}, |S|={set_size}")
         report.append(f"\n| |U|={size}, |S|={set_size} | top-100 mean reward (per seed) | sets above q99 |")
         report.append("|---|---|---|")
         for method in args.methods:

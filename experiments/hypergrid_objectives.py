@@ -7,8 +7,10 @@ default schedule (cosine decay of the learning rates to 10 %). Several seeds.
 
   python experiments/hypergrid_objectives.py --seeds 0 1 2
 
-Writes experiments/results/hypergrid_objectives.{json,md} and
-experiments/hypergrid_objectives.png.
+Each run is saved as experiments/results/hypergrid_objectives/OBJECTIVE_SEED.json (so
+runs can be split across processes); every call then redraws
+experiments/hypergrid_objectives.png and experiments/results/hypergrid_objectives.md
+from all saved runs.
 """
 import argparse
 import json
@@ -47,21 +49,38 @@ def main():
     p.add_argument("--trajectories", type=int, default=160_000)
     p.add_argument("--every", type=int, default=8_000, help="trajectories between evaluations")
     p.add_argument("--set", action="append", default=[], help="any library parameter, KEY=VALUE")
+    p.add_argument("--plot-only", action="store_true", help="only redraw from the saved runs")
     args = p.parse_args()
-    results = {o: {s: curve(o, s, args.trajectories, args.every, args.set) for s in args.seeds}
-               for o in args.objectives}
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    (out / "hypergrid_objectives.json").write_text(json.dumps(results, indent=1))
+    if args.plot_only:
+        return plot(HERE / "results" / "hypergrid_objectives")
+    runs = HERE / "results" / "hypergrid_objectives"
+    runs.mkdir(parents=True, exist_ok=True)
+    for objective in args.objectives:
+        for seed in args.seeds:
+            (runs / f"{objective}_{seed}.json").write_text(
+                json.dumps(curve(objective, seed, args.trajectories, args.every, args.set)))
+    plot(runs)
+
+
+def plot(runs: Path):
+    """The figure and table of every run saved in ``runs`` (one JSON file per objective and seed)."""
+    results = {}
+    for path in sorted(runs.glob("*.json")):
+        objective, seed = path.stem.rsplit("_", 1)
+        results.setdefault(objective, {})[int(seed)] = json.loads(path.read_text())
+    order = ["tb", "db", "subtb", "fl_db", "fl_subtb", "fm", "mdb", "zvar"]
+    results = dict(sorted(results.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
+    seeds = sorted({s for r in results.values() for s in r})
+    out = runs.parent
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    table = ["| objective | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean |",
-             "|---|" + "---|" * (len(args.seeds) + 1)]
-    for color, (objective, runs) in zip(["C0", "C1", "C2", "C3"], results.items()):
-        for i, points in enumerate(runs.values()):
+    table = ["| objective | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |",
+             "|---|" + "---|" * (len(seeds) + 1)]
+    for color, (objective, curves) in zip([f"C{i}" for i in range(10)], results.items()):
+        for i, points in enumerate(curves.values()):
             ax.plot([q["trajectories"] for q in points], [q["l1"] for q in points], color=color, alpha=0.8,
                     label=objective if i == 0 else None)
-        finals = [points[-1]["l1"] for points in runs.values()]
+        finals = [curves[s][-1]["l1"] if s in curves else float("nan") for s in seeds]
         table.append(f"| {objective} | " + " | ".join(f"{v:.4f}" for v in finals)
                      + f" | {sum(finals) / len(finals):.4f} |")
     ax.axhline(0.03, color="gray", ls="--", lw=0.8)

@@ -167,8 +167,10 @@ class Policy(nn.Module):
         log_pf_all = masked_log_softmax(fwd, fwd_mask)
         rows = rows.view(B, T + 1)
         actions = traj.actions
-        ev = Evaluation(traj.lengths, traj.mask, traj.complete, traj.log_reward,
-                        log_pf=log_pf_all[rows[:, :T], actions])
+        mask = traj.mask
+        # 0 off the transitions: a padding exit may be illegal there (-inf)
+        ev = Evaluation(traj.lengths, mask, traj.complete, traj.log_reward,
+                        log_pf=torch.where(mask, log_pf_all[rows[:, :T], actions], 0.0))
         if "log_pb" in needs:
             moves, _ = transition_masks(traj.lengths, traj.complete, T)
             back = env.backward_action(traj.states[:, :T].reshape(B * T, *shape),

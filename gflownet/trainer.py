@@ -26,8 +26,8 @@ from gflownet.objectives import get_objective
 
 # Settings that may change when a run is resumed: they do not affect the parameters.
 RUNTIME_FIELDS = {"device", "threads", "log_every", "eval_every", "checkpoint_every"}
-# Exact evaluation is skipped above this many states.
-MAX_EXACT_STATES = 1 << 22
+# Exact evaluation is skipped above this many (state, action) pairs (the DP's tables).
+MAX_EXACT_PAIRS = 1 << 24
 
 
 _DEFAULT_THREADS = torch.get_num_threads()
@@ -100,7 +100,7 @@ class Trainer:
         self.step_count = 0
         self.transitions = torch.zeros((), dtype=torch.long, device=self.device)  # transitions trained on
         self.elapsed = 0.0  # seconds spent training (evaluation excluded), across resumes
-        self.exact = self.env.enumerable and self.env.n_states <= MAX_EXACT_STATES
+        self.exact = self.env.enumerable and self.env.n_states * self.env.n_actions <= MAX_EXACT_PAIRS
         self._dag = None
 
     # -- one step -------------------------------------------------------------------

@@ -24,4 +24,5 @@ def detailed_balance(log_pf, log_pb, log_flow, log_reward, lengths, complete=Non
     here = log_flow[:, :-1] + log_pf
     residual = torch.where(exits, here - log_reward[:, None], here - log_flow[:, 1:] - log_pb)
     valid = moves | exits
-    return torch.where(valid, residual.pow(2), 0.0).sum() / valid.sum().clamp_min(1)
+    # select before squaring: padding may hold -inf (an illegal exit), whose square's gradient is NaN
+    return torch.where(valid, residual, 0.0).pow(2).sum() / valid.sum().clamp_min(1)

@@ -23,6 +23,6 @@ def flow_matching(log_inflow, log_outflow, log_exit_flow, log_reward, lengths, c
     complete = torch.ones_like(lengths, dtype=torch.bool) if complete is None else complete
     t = torch.arange(log_inflow.shape[1], device=log_inflow.device)
     inner = (t >= 1) & (t <= (lengths - complete.long())[:, None])
-    matching = torch.where(inner, (log_inflow - log_outflow).pow(2), 0.0).sum() / inner.sum().clamp_min(1)
-    reward = torch.where(complete, (log_exit_flow - log_reward).pow(2), 0.0).sum() / complete.sum().clamp_min(1)
+    matching = torch.where(inner, log_inflow - log_outflow, 0.0).pow(2).sum() / inner.sum().clamp_min(1)
+    reward = torch.where(complete, log_exit_flow - log_reward, 0.0).pow(2).sum() / complete.sum().clamp_min(1)
     return matching + reward

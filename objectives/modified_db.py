@@ -22,4 +22,4 @@ def modified_detailed_balance(log_pf, log_pb, log_pf_exit, state_log_reward, len
     moves, _ = transition_masks(lengths, complete, log_pf.shape[1])
     residual = (state_log_reward[:, 1:] + log_pb + log_pf_exit[:, :-1]
                 - state_log_reward[:, :-1] - log_pf - log_pf_exit[:, 1:])
-    return torch.where(moves, residual.pow(2), 0.0).sum() / moves.sum().clamp_min(1)
+    return torch.where(moves, residual, 0.0).pow(2).sum() / moves.sum().clamp_min(1)

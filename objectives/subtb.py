@@ -36,6 +36,6 @@ def subtrajectory_balance(log_pf, log_pb, log_flow, log_reward, lengths, lam=0.9
     pair = (i < j) & (j <= lengths[:, None, None])  # [B, i, j]
     weight = torch.where(pair, lam ** (j - i).to(log_pf.dtype), 0.0)
     total = weight.sum((1, 2))
-    per_trajectory = (weight * delta.pow(2)).sum((1, 2)) / total.clamp_min(1e-30)
+    per_trajectory = (weight * torch.where(pair, delta, 0.0).pow(2)).sum((1, 2)) / total.clamp_min(1e-30)
     has_pairs = total > 0
     return torch.where(has_pairs, per_trajectory, 0.0).sum() / has_pairs.sum().clamp_min(1)

@@ -120,3 +120,16 @@ def test_fl_training_learns_a_small_grid(objective, cut):
     t.batch_size, t.trajectories, t.lr, t.max_moves, t.random_cut = 16, 16_000, 3e-3, cut, cut > 0
     summary = Trainer(config).run()
     assert summary["l1"] < 0.1, summary
+
+
+def test_cut_rollouts_on_sets_keep_gradients_finite():
+    """A cut set is not full: the exit is illegal there, so padding holds log P_F = -inf;
+    no NaN may reach the parameters (regression)."""
+    config = RunConfig(env="sets", env_params={"size": 8, "set_size": 4}, objective="fl_db")
+    config.model.hidden = 32
+    config.train.max_moves, config.train.random_cut, config.train.epsilon = 4, True, 1.0
+    trainer = Trainer(config)
+    for _ in range(20):
+        assert torch.isfinite(trainer.train_step())
+    assert all(torch.isfinite(p).all() for p in trainer.policy.parameters())
+    assert (~trainer.last_trajectories.is_complete).any()

@@ -1,0 +1,18 @@
+"""The reproduction scripts' quick modes run end to end (their full runs live in experiments/)."""
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+
+
+def test_fl_sets_quick(tmp_path):
+    import fl_sets
+
+    fl_sets.main(["--quick", "--out", str(tmp_path)])
+    table = (tmp_path / "fl_sets_quick.md").read_text()
+    for method in ("tb", "db", "subtb", "fl_db", "fl_subtb", "fl_db_cut"):
+        assert f"| {method} |" in table
+    summary = json.loads((tmp_path / "fl_sets_small.json").read_text())
+    assert all(0 <= v <= 2 for s in summary.values() for v in s["final_l1"])  # finite, exact L1
+    assert (tmp_path / "fl_sets_30_20.png").read_bytes()[:4] == b"\x89PNG"
