@@ -11,11 +11,6 @@ from gflownet.policy import Policy, masked_log_softmax
 from gflownet.sampler import sample_forward
 
 
-@pytest.fixture(autouse=True)
-def _fixed_global_seed():
-    """Each test starts from the same global RNG state (policy initialisation); sampling uses Generators."""
-    torch.manual_seed(0)
-
 
 F64 = torch.float64
 

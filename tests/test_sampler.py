@@ -12,11 +12,6 @@ from gflownet.sampler import sample_backward, sample_forward
 from gflownet.trajectories import Trajectories
 
 
-@pytest.fixture(autouse=True)
-def _fixed_global_seed():
-    """Each test starts from the same global RNG state (policy initialisation); sampling uses Generators."""
-    torch.manual_seed(0)
-
 
 ALL_NEEDS = frozenset({"log_pb", "log_flow", "log_z", "edge_flows", "log_pf_exit", "state_log_reward"})
 
