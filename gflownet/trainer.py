@@ -102,6 +102,7 @@ class Trainer:
         self.elapsed = 0.0  # seconds spent training (evaluation excluded), across resumes
         self.exact = self.env.enumerable and self.env.n_states * self.env.n_actions <= MAX_EXACT_PAIRS
         self._dag = None
+        self._metrics_offset = 0  # bytes of metrics.jsonl that belong to the run so far (resume)
 
     # -- one step -------------------------------------------------------------------
     def _schedule(self) -> float:
@@ -175,7 +176,7 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step_count, disable=not self.progress,
                    desc="train", unit="step", mininterval=0.5)
         window, window_start, window_steps = torch.zeros((), device=self.device), time.perf_counter(), 0
-        last = {}
+        last, evaluation = {}, {}
         try:
             while self.step_count < self.total_steps:
                 start = time.perf_counter()
@@ -205,7 +206,9 @@ class Trainer:
                     if evaluation:
                         self._log(metrics_file, {"kind": "eval", "step": step,
                                                  "trajectories": step * t.batch_size, **evaluation})
-                        bar.set_postfix(loss=last.get("loss"), l1=f"{evaluation['l1']:.3g}")
+                        shown = "l1" if "l1" in evaluation else "log_z_error"
+                        if shown in evaluation:
+                            bar.set_postfix({"loss": last.get("loss"), shown: f"{evaluation[shown]:.3g}"})
                 if self.out and (step % t.checkpoint_every == 0 or at_end):
                     metrics_file.flush()
                     self.save_checkpoint()
@@ -217,7 +220,7 @@ class Trainer:
                    "train_seconds": self.elapsed,
                    "traj_per_s": self.step_count * t.batch_size / max(self.elapsed, 1e-9),
                    **{f"final_{k}": v for k, v in last.items() if k in ("loss", "log_z")},
-                   **self.evaluate()}
+                   **(evaluation if self.step_count == self.total_steps and evaluation else self.evaluate())}
         if self.out:
             checkpoint.atomic_write(self.out / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
         return summary
@@ -231,8 +234,6 @@ class Trainer:
         f.truncate(self._metrics_offset if path.exists() else 0)
         f.seek(0, 2)
         return f
-
-    _metrics_offset = 0
 
     @staticmethod
     def _log(f, record: dict) -> None:
