@@ -42,6 +42,11 @@ def checked_log(reward: torch.Tensor, states: torch.Tensor, who: str) -> torch.T
     return torch.where(reward > 0, reward.log(), LOG_REWARD_FLOOR).to(torch.float32)
 
 
+def unit_moves(n: int, device: str | torch.device = "cpu") -> torch.Tensor:
+    """``[n + 1, n]`` long: row a < n adds 1 to coordinate a; row n (the exit) is zero."""
+    return torch.cat([torch.eye(n, dtype=torch.long), torch.zeros(1, n, dtype=torch.long)]).to(device)
+
+
 class Environment:
     """Base class: subclasses set the attributes and implement the methods.
 

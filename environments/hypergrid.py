@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from gflownet.environments.base import Environment, checked_log
+from gflownet.environments.base import Environment, checked_log, unit_moves
 from gflownet.config import load_callable
 from gflownet.errors import ConfigError
 
@@ -53,7 +53,7 @@ class HyperGrid(Environment):
         self.max_steps = dim * (side - 1) + 1
         self.n_states = side**dim
         # Row a of `_delta` is the move of action a (the exit row is zero).
-        self._delta = torch.cat([torch.eye(dim, dtype=torch.long), torch.zeros(1, dim, dtype=torch.long)]).to(self.device)
+        self._delta = unit_moves(dim, self.device)
         self._one_hot = torch.eye(side, device=self.device)
         self._strides = side ** torch.arange(dim, device=self.device)
         self._limits = torch.tensor([side - 1] * dim + [1], device=self.device)

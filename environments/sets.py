@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from gflownet.environments.base import Environment
+from gflownet.environments.base import Environment, unit_moves
 from gflownet.errors import ConfigError
 
 _MAX_ENUMERABLE = 20  # 2^20 states
@@ -54,7 +54,7 @@ class SetGeneration(Environment):
         values = torch.rand(10, generator=torch.Generator().manual_seed(seed)) * 2 - 1
         self.energies = values[torch.arange(size) % 10].to(self.device)  # e(u), float [size]
         # Row a of `_delta` is the move of action a (the exit row is zero).
-        self._delta = torch.cat([torch.eye(size, dtype=torch.long), torch.zeros(1, size, dtype=torch.long)]).to(self.device)
+        self._delta = unit_moves(size, self.device)
         self._powers = 2 ** torch.arange(min(size, _MAX_INDEXABLE), device=self.device)
 
     # -- dynamics ------------------------------------------------------------

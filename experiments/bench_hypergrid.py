@@ -71,7 +71,8 @@ def main():
         table.append(f"| {r['dim']} | {r['side']} | {r['batch']} | {r['trajectories']:,} "
                      f"| {r['ours_steady']:,.0f} / {r['ours_whole']:,.0f} "
                      f"| {r['torchgfn_steady']:,.0f} / {r['torchgfn_whole']:,.0f} "
-                     f"| {r['steady_ratio']:.2f}x / {r['whole_ratio']:.2f}x | {r['ours_l1']:.3f} / {r['torchgfn_l1']:.3f} |")
+                     f"| {r['steady_ratio']:.2f}x / {r['whole_ratio']:.2f}x "
+                     f"| {r['ours_l1']:.3f} / {r['torchgfn_l1']:.3f} |")
     (out / "bench_hypergrid.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))
 

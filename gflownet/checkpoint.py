@@ -7,6 +7,7 @@ previous checkpoint or the new one, never a torn file. Loading uses
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -33,6 +34,12 @@ def atomic_write(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Path, data) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    atomic_write(path, lambda f: f.write(json.dumps(data, indent=2).encode()))
+    return Path(path)
 
 
 def _umask() -> int:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from gflownet import __version__
-from gflownet.checkpoint import atomic_write
+from gflownet.checkpoint import write_json
 from gflownet.config import ModelConfig, RunConfig, TrainConfig, load_config_file
 from gflownet.errors import GFlowNetError
 
@@ -59,7 +59,7 @@ def train(config: RunConfig, out: Path, overwrite: bool = False, progress: bool 
     if trainer.resume():
         print(f"resuming {out} at step {trainer.step_count} of {trainer.total_steps}", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "config.json", lambda f: f.write(json.dumps(config.to_dict(), indent=2).encode()))
+    write_json(out / "config.json", config.to_dict())
     return trainer.run()
 
 
@@ -110,7 +110,7 @@ def cmd_demo(args) -> None:
     train(config, out, overwrite=True, progress=not args.no_progress)
     run = Run.load(out, args.device)
     result = run.evaluate(10_000)
-    atomic_write(out / "evaluation.json", lambda f: f.write(json.dumps(result, indent=2).encode()))
+    write_json(out / "evaluation.json", result)
     samples = run.write_csv(out / "samples.csv", 10_000)
     heat = plots.grid_heatmap(run.env, run.policy, out / "heatmap.png")
     curve = plots.training_curves(out / "metrics.jsonl", out / "training_curve.png")

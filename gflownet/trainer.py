@@ -222,7 +222,7 @@ class Trainer:
                    **{f"final_{k}": v for k, v in last.items() if k in ("loss", "log_z")},
                    **(evaluation if self.step_count == self.total_steps and evaluation else self.evaluate())}
         if self.out:
-            checkpoint.atomic_write(self.out / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+            checkpoint.write_json(self.out / "summary.json", summary)
         return summary
 
     def _open_metrics(self):

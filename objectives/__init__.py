@@ -43,7 +43,8 @@ class Objective:
 
 def _whole(ev, name):
     if ev.complete is not None and not bool(ev.complete.all()):
-        raise ConfigError(f"{name} needs complete trajectories; train on cut ones with db, subtb, fl_db, fl_subtb, fm or mdb")
+        raise ConfigError(f"{name} needs complete trajectories; "
+                          "train on cut ones with db, subtb, fl_db, fl_subtb, fm or mdb")
 
 
 def _tb(ev):

@@ -11,7 +11,6 @@ no reward term, so a residual needs only (s, s', E(s), E(s')) and these losses
 train from incomplete trajectories. Leaving the sink-side F~ free would let every
 terminal distribution be a zero of the loss (tests/test_fl.py shows it).
 """
-import torch
 
 from gflownet.objectives.db import detailed_balance
 from gflownet.objectives.subtb import subtrajectory_balance

@@ -80,8 +80,8 @@ def terminal_dist(probs, coords, H):
     level = coords.sum(-1)
     mass = torch.zeros(N, dtype=probs.dtype)
     mass[0] = 1.0  # s0 = (0,...,0)
-    for l in range(D * (H - 1) + 1):
-        idx = (level == l).nonzero().squeeze(1)
+    for depth in range(D * (H - 1) + 1):
+        idx = (level == depth).nonzero().squeeze(1)
         m = mass[idx]
         for d in range(D):
             ok = coords[idx, d] < H - 1
