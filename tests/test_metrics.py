@@ -17,24 +17,7 @@ F64 = torch.float64
 
 def brute_force_terminal(env, log_pf):
     """P_T(x) by enumerating every path of the hypergrid DAG (recursion, explicit products)."""
-    table = log_pf.double().exp().tolist()
-    side, dim, exit_a = env.side, env.dim, env.exit_action
-    out = [0.0] * env.n_states
-
-    def index(s):
-        return sum(c * side**d for d, c in enumerate(s))
-
-    def walk(s, prob):
-        row = table[index(s)]
-        out[index(s)] += prob * row[exit_a]
-        for d in range(dim):
-            if s[d] < side - 1:
-                child = list(s)
-                child[d] += 1
-                walk(tuple(child), prob * row[d])
-
-    walk((0,) * dim, 1.0)
-    return torch.tensor(out, dtype=F64)
+    return brute_force_cut(env, log_pf, None)[0]
 
 
 def random_log_pf(env, seed):
@@ -260,8 +243,9 @@ def test_monte_carlo_terminal_frequencies_match_exact():
 
 
 def brute_force_cut(env, log_pf, k):
-    """Exact law of (complete, last state) of trajectories cut after k moves: by path
-    enumeration (recursion, explicit products). Returns (P(exit at x) [N], P(cut at s) [N])."""
+    """Exact law of (complete, last state) of hypergrid trajectories cut after k moves (None:
+    never), by path enumeration (recursion, explicit products). A state whose only legal
+    action is the exit is never cut. Returns (P(exit at x) [N], P(cut at s) [N])."""
     table = log_pf.double().exp().tolist()
     side, dim, exit_a = env.side, env.dim, env.exit_action
     done, cut = [0.0] * env.n_states, [0.0] * env.n_states
@@ -270,7 +254,7 @@ def brute_force_cut(env, log_pf, k):
         return sum(c * side**d for d, c in enumerate(s))
 
     def walk(s, prob, moves):
-        if moves == k:  # not exited after k moves: cut here
+        if moves == k and any(c < side - 1 for c in s):  # not exited after k moves: cut here
             cut[index(s)] += prob
             return
         row = table[index(s)]
