@@ -67,6 +67,8 @@ class Environment:
     max_steps: int
     n_states: int | None = None
     device: torch.device = torch.device("cpu")
+    #: the trunk ``--set arch=auto`` picks (``gflownet.nets.TRUNKS``)
+    default_arch: str = "mlp"
 
     @property
     def exit_action(self) -> int:

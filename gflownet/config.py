@@ -24,6 +24,7 @@ class ModelConfig:
     hidden: int = _f(256, "width of the MLP trunk")
     layers: int = _f(2, "number of hidden layers of the trunk")
     backward: str = _f("learned", "P_B: 'learned' (a head on the shared trunk) or 'uniform'")
+    arch: str = _f("auto", "trunk: 'mlp', another name of gflownet.nets.TRUNKS, or 'auto' (the env's choice)")
 
 
 @dataclass

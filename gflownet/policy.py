@@ -16,7 +16,7 @@ from torch import nn
 from gflownet.environments.base import Environment
 from gflownet.dedup import distinct
 from gflownet.errors import ConfigError, RewardError
-from gflownet.nets import MLP
+from gflownet.nets import MLP, build_trunk
 from gflownet.trajectories import Trajectories, transition_masks
 
 
@@ -65,11 +65,12 @@ def checked_energy(env: Environment, states: torch.Tensor) -> torch.Tensor:
 
 
 class Policy(nn.Module):
-    """MLP trunk over ``env.featurize(s)`` (and ``cond``) with linear heads.
+    """A trunk over ``env.featurize(s)`` (and ``cond``) with linear heads.
 
     Args:
         env: the environment (fixes input and output widths).
         hidden, layers: trunk width and depth.
+        arch: the trunk (``gflownet.nets.TRUNKS``; "auto": ``env.default_arch``).
         backward: "learned" (a P_B head) or "uniform" (P_B uniform over parents).
         flow: add a log F(s) head (DB, SubTB).
         cond_dim: width of the conditioning tensor (0: unconditional).
@@ -77,7 +78,7 @@ class Policy(nn.Module):
     """
 
     def __init__(self, env: Environment, hidden: int = 256, layers: int = 2, backward: str = "learned",
-                 flow: bool = False, cond_dim: int = 0, log_z: bool = True):
+                 flow: bool = False, cond_dim: int = 0, log_z: bool = True, arch: str = "auto"):
         super().__init__()
         if backward not in ("learned", "uniform"):
             raise ConfigError(f"backward policy must be 'learned' or 'uniform', got {backward!r}")
@@ -86,7 +87,7 @@ class Policy(nn.Module):
         self.n_actions, self.n_backward = env.n_actions, env.n_backward_actions
         self.learned_backward, self.has_flow, self.cond_dim = backward == "learned", flow, cond_dim
         n_out = self.n_actions + (self.n_backward if self.learned_backward else 0) + int(flow)
-        self.trunk = MLP(env.feature_dim + cond_dim, hidden, layers)
+        self.trunk = build_trunk(arch, env, hidden, layers, cond_dim)
         self.head = nn.Linear(hidden, n_out)
         self.learns_log_z = log_z
         if log_z and cond_dim:
@@ -126,11 +127,9 @@ class Policy(nn.Module):
         return None
 
     def _hidden(self, features, cond):
-        if self.cond_dim:
-            if cond is None:
-                raise ConfigError("this policy is conditional: pass a cond tensor")
-            features = torch.cat([features, cond], -1)
-        return self.trunk(features)
+        if self.cond_dim and cond is None:
+            raise ConfigError("this policy is conditional: pass a cond tensor")
+        return self.trunk(features, cond if self.cond_dim else None)
 
     def forward_logits(self, features: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """``[N, n_actions]`` unnormalised forward logits (the only head a rollout needs)."""

@@ -87,7 +87,7 @@ class Trainer:
         m = config.model
         needs = self.objective.needs
         self.policy = Policy(self.env, m.hidden, m.layers, m.backward, flow="log_flow" in needs,
-                             log_z="log_z" in needs)
+                             log_z="log_z" in needs, arch=m.arch)
         self.policy.to(self.device)
         log_z = {id(p) for p in self.policy.log_z_parameters()}
         self.optimizer = torch.optim.Adam(fused=True, params=[
