@@ -6,9 +6,14 @@ import inspect
 from gflownet.environments.base import LOG_REWARD_FLOOR, Environment, checked_log
 from gflownet.environments.hypergrid import HyperGrid
 from gflownet.environments.sets import SetGeneration
+from gflownet.environments.bitseq import BitSequences
+from gflownet.environments.sequences import PrependAppendSequences, Sequences
+from gflownet.environments.tfbind8 import TFBind8
 from gflownet.errors import ConfigError
 
 ENVIRONMENTS: dict[str, type[Environment]] = {"hypergrid": HyperGrid, "sets": SetGeneration}
+ENVIRONMENTS.update({"sequence": Sequences, "prepend_append": PrependAppendSequences, "tfbind8": TFBind8,
+                     "bitseq": BitSequences})
 
 
 def env_parameters(name: str) -> list[str]:
@@ -35,5 +40,6 @@ def _lookup(name: str) -> type[Environment]:
     return ENVIRONMENTS[name]
 
 
-__all__ = ["ENVIRONMENTS", "Environment", "HyperGrid", "LOG_REWARD_FLOOR", "SetGeneration",
+__all__ = ["BitSequences", "ENVIRONMENTS", "Environment", "HyperGrid", "LOG_REWARD_FLOOR", "PrependAppendSequences",
+           "Sequences", "SetGeneration", "TFBind8",
            "checked_log", "env_parameters", "make_env"]
