@@ -7,13 +7,14 @@ from gflownet.environments.base import LOG_REWARD_FLOOR, Environment, checked_lo
 from gflownet.environments.hypergrid import HyperGrid
 from gflownet.environments.sets import SetGeneration
 from gflownet.environments.bitseq import BitSequences
+from gflownet.environments.ehrlich import Ehrlich
 from gflownet.environments.sequences import PrependAppendSequences, Sequences
 from gflownet.environments.tfbind8 import TFBind8
 from gflownet.errors import ConfigError
 
 ENVIRONMENTS: dict[str, type[Environment]] = {"hypergrid": HyperGrid, "sets": SetGeneration}
 ENVIRONMENTS.update({"sequence": Sequences, "prepend_append": PrependAppendSequences, "tfbind8": TFBind8,
-                     "bitseq": BitSequences})
+                     "bitseq": BitSequences, "ehrlich": Ehrlich})
 
 
 def env_parameters(name: str) -> list[str]:
@@ -40,6 +41,6 @@ def _lookup(name: str) -> type[Environment]:
     return ENVIRONMENTS[name]
 
 
-__all__ = ["BitSequences", "ENVIRONMENTS", "Environment", "HyperGrid", "LOG_REWARD_FLOOR", "PrependAppendSequences",
+__all__ = ["BitSequences", "ENVIRONMENTS", "Ehrlich", "Environment", "HyperGrid", "LOG_REWARD_FLOOR", "PrependAppendSequences",
            "Sequences", "SetGeneration", "TFBind8",
            "checked_log", "env_parameters", "make_env"]

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gflownet.transformer import causal_transformer_trunk, transformer_trunk
+
 
 class MLP(nn.Module):
     """``layers`` hidden layers of width ``hidden`` with ReLU: ``[N, n_in] -> [N, hidden]``."""
@@ -43,6 +45,7 @@ def mlp_trunk(env, hidden: int, layers: int, cond_dim: int) -> nn.Module:
 
 
 TRUNKS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp_trunk}
+TRUNKS.update({"transformer": transformer_trunk, "causal_transformer": causal_transformer_trunk})
 
 
 def build_trunk(arch: str, env, hidden: int, layers: int, cond_dim: int = 0) -> nn.Module:
