@@ -8,13 +8,15 @@ from gflownet.environments.hypergrid import HyperGrid
 from gflownet.environments.sets import SetGeneration
 from gflownet.environments.bitseq import BitSequences
 from gflownet.environments.ehrlich import Ehrlich
+from gflownet.environments.rna import RNABinding
 from gflownet.environments.sequences import PrependAppendSequences, Sequences
 from gflownet.environments.tfbind8 import TFBind8
 from gflownet.errors import ConfigError
 
 ENVIRONMENTS: dict[str, type[Environment]] = {"hypergrid": HyperGrid, "sets": SetGeneration}
 ENVIRONMENTS.update({"sequence": Sequences, "prepend_append": PrependAppendSequences, "tfbind8": TFBind8,
-                     "bitseq": BitSequences, "ehrlich": Ehrlich})
+                     "bitseq": BitSequences, "ehrlich": Ehrlich,
+                     "rna": RNABinding})
 
 
 def env_parameters(name: str) -> list[str]:
@@ -42,5 +44,5 @@ def _lookup(name: str) -> type[Environment]:
 
 
 __all__ = ["BitSequences", "ENVIRONMENTS", "Ehrlich", "Environment", "HyperGrid", "LOG_REWARD_FLOOR", "PrependAppendSequences",
-           "Sequences", "SetGeneration", "TFBind8",
+           "RNABinding", "Sequences", "SetGeneration", "TFBind8",
            "checked_log", "env_parameters", "make_env"]

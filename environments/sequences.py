@@ -135,8 +135,9 @@ class Sequences(Environment):
         for seq in sequences:
             items = [seq[i:i + width] for i in range(0, len(seq), width)] if isinstance(seq, str) and width else seq
             if not isinstance(items, (list, tuple)) or not self.min_length <= len(items) <= self.max_length:
-                raise ConfigError(f"{self.name}: sequence {seq!r} must have {self.min_length}..{self.max_length} "
-                                  f"symbols of the alphabet {shown}")
+                lengths = (f"{self.max_length}" if self.min_length == self.max_length
+                           else f"{self.min_length}..{self.max_length}")
+                raise ConfigError(f"{self.name}: sequence {seq!r} must have {lengths} symbols of the alphabet {shown}")
             bad = [s for s in items if s not in lookup]
             if bad:
                 raise ConfigError(f"{self.name}: sequence {seq!r} has symbol {bad[0]!r} outside the alphabet {shown}")
