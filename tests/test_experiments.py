@@ -16,3 +16,26 @@ def test_fl_sets_quick(tmp_path):
     summary = json.loads((tmp_path / "fl_sets_small.json").read_text())
     assert all(0 <= v <= 2 for s in summary.values() for v in s["final_l1"])  # finite, exact L1
     assert (tmp_path / "fl_sets_30_20.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rna_quick(tmp_path):
+    import rna
+
+    rows = rna.main(["--quick", "--out", str(tmp_path)])
+    table = (tmp_path / "rna_l14_quick.md").read_text()
+    for method in ("tb", "subtb", "fl_subtb", "ga"):
+        assert f"| {method} |" in table
+    assert all(0 <= r["best"] <= 1.5 and r["calls"] <= 600 + 16 * 14 for r in rows)  # f ~ 0.3 to 0.97
+    assert (tmp_path / "rna_l14_quick.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ehrlich_quick(tmp_path):
+    import ehrlich
+
+    rows = ehrlich.main(["--quick", "--out", str(tmp_path)])
+    table = (tmp_path / "ehrlich_quick.md").read_text()
+    for method in ("tb", "subtb", "ga"):
+        assert f"| {method} |" in table
+    finals = {r["method"]: r for r in rows}  # the last row of each method
+    assert all(0 <= r["best"] <= 1 and 800 <= r["calls"] <= 800 + 64 for r in finals.values())
+    assert (tmp_path / "ehrlich_quick.png").read_bytes()[:4] == b"\x89PNG"
