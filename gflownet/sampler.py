@@ -76,23 +76,30 @@ def sample_forward(
     steps = T
     table = None
     if cond is None and env.enumerable and env.n_states <= TABLE_STATES_PER_TRAJECTORY * batch:
-        table = policy.forward_logits(env.featurize(env.all_states()))  # [n_states, A], rows by state_index
+        every_state = env.all_states()  # rows in state_index order
+        table = policy.forward_logits(env.featurize(every_state)) / temperature
+        mask_table = env.forward_mask(every_state)
     dedupe = table is None and cond is None and env.indexable and batch >= DEDUPE_MIN_BATCH
     for t in range(T):
-        mask = env.forward_mask(s)
+        if table is not None:
+            index = env.state_index(s)
+            mask = mask_table[index]
+        else:
+            mask = env.forward_mask(s)
         if cut is not None:  # a state whose only option is the exit still takes it
             stop = (cut <= t) & ~done & mask[:, :exit_action].any(-1)
             incomplete |= stop
             done |= stop
         if table is not None:
-            logits = table[env.state_index(s)]
-        elif dedupe:  # one network row per distinct unfinished state
-            first, inverse = distinct(env.state_index(s).masked_fill_(done, -1))
-            logits = policy.forward_logits(env.featurize(s[first]))[inverse]
+            logits = table[index]
         else:
-            logits = policy.forward_logits(env.featurize(s), cond)
-        if temperature != 1.0:
-            logits = logits / temperature
+            if dedupe:  # one network row per distinct unfinished state
+                first, inverse = distinct(env.state_index(s).masked_fill_(done, -1))
+                logits = policy.forward_logits(env.featurize(s[first]))[inverse]
+            else:
+                logits = policy.forward_logits(env.featurize(s), cond)
+            if temperature != 1.0:
+                logits = logits / temperature
         a = _gumbel_argmax(logits, mask, log_noise[t])
         if epsilon > 0:
             a = torch.where(explore[t], _gumbel_argmax(torch.zeros_like(logits), mask, uniform_noise[t]), a)
