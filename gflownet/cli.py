@@ -49,26 +49,42 @@ def build_config(args) -> RunConfig:
     return config
 
 
-def train(config: RunConfig, out: Path, overwrite: bool = False, progress: bool = True) -> dict:
-    """Train (or resume) the run in ``out``; returns the summary."""
+def train(config: RunConfig, out: Path, overwrite: bool = False, progress: bool = True, world=None) -> dict:
+    """Train (or resume) the run in ``out``; returns the summary. ``world``: a
+    ``gflownet.distributed.DataParallel`` (rank 0 alone writes), or None."""
     from gflownet.trainer import Trainer
 
-    trainer = Trainer(config, out, progress=progress)  # validates everything before touching the disk
-    if overwrite:
+    trainer = Trainer(config, out, progress=progress, world=world)  # validates everything before touching the disk
+    if overwrite and trainer.writes:
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
-    if trainer.resume():
+    if world:
+        world.barrier()  # the run folder is settled before any rank reads it
+    if trainer.resume() and trainer.writes:
         print(f"resuming {out} at step {trainer.step_count} of {trainer.total_steps}", file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", config.to_dict())
+    if trainer.writes:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", config.to_dict())
     return trainer.run()
 
 
 def cmd_train(args) -> None:
     out = Path(args.out)
-    summary = train(build_config(args), out, args.overwrite, progress=not args.no_progress)
-    print(_table(summary))
-    print(f"run written to {out}/ (checkpoint.pt, metrics.jsonl, summary.json)")
+    config = build_config(args)
+    world = None
+    if args.distributed:
+        from gflownet.distributed import DataParallel
+
+        world = DataParallel.from_environment(config.train.device)
+        config.train.device = world.device(config.train.device)
+    try:
+        summary = train(config, out, args.overwrite, progress=not args.no_progress, world=world)
+    finally:
+        if world:
+            world.close()
+    if world is None or world.is_main:
+        print(_table(summary))
+        print(f"run written to {out}/ (checkpoint.pt, metrics.jsonl, summary.json)")
 
 
 def cmd_evaluate(args) -> None:
@@ -163,6 +179,8 @@ def parser() -> argparse.ArgumentParser:
     _train_options(p)
     p.add_argument("--out", required=True, help="run folder (config, metrics, checkpoint, summary)")
     p.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the processes torchrun starts (train.batch_size is split among them)")
     p.set_defaults(func=cmd_train)
 
     p = _run_command(sub, "evaluate", "exact and sampled metrics of a trained run", cmd_evaluate)

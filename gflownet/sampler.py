@@ -23,6 +23,9 @@ _SYNC_EVERY_CUDA = 8
 # From this batch size on, a rollout step evaluates each distinct state once (below it,
 # sorting costs more than the rows it saves; experiments/bench_hypergrid.py).
 DEDUPE_MIN_BATCH = 64
+# A rollout evaluates the network once on every state of the space (then each step is a
+# table lookup) when the space has at most this many states per trajectory of the batch.
+TABLE_STATES_PER_TRAJECTORY = 16
 
 
 def _gumbel_argmax(logits, mask, log_noise):
@@ -71,20 +74,32 @@ def sample_forward(
     cut = None if max_moves is None else torch.as_tensor(max_moves, device=device).expand(batch)
     incomplete = torch.zeros_like(done)
     steps = T
-    dedupe = cond is None and env.indexable and batch >= DEDUPE_MIN_BATCH
+    table = None
+    if cond is None and env.enumerable and env.n_states <= TABLE_STATES_PER_TRAJECTORY * batch:
+        every_state = env.all_states()  # rows in state_index order
+        table = policy.forward_logits(env.featurize(every_state)) / temperature
+        mask_table = env.forward_mask(every_state)
+    dedupe = table is None and cond is None and env.indexable and batch >= DEDUPE_MIN_BATCH
     for t in range(T):
-        mask = env.forward_mask(s)
+        if table is not None:
+            index = env.state_index(s)
+            mask = mask_table[index]
+        else:
+            mask = env.forward_mask(s)
         if cut is not None:  # a state whose only option is the exit still takes it
             stop = (cut <= t) & ~done & mask[:, :exit_action].any(-1)
             incomplete |= stop
             done |= stop
-        if dedupe:  # one network row per distinct unfinished state
-            first, inverse = distinct(env.state_index(s).masked_fill_(done, -1))
-            logits = policy.forward_logits(env.featurize(s[first]))[inverse]
+        if table is not None:
+            logits = table[index]
         else:
-            logits = policy.forward_logits(env.featurize(s), cond)
-        if temperature != 1.0:
-            logits = logits / temperature
+            if dedupe:  # one network row per distinct unfinished state
+                first, inverse = distinct(env.state_index(s).masked_fill_(done, -1))
+                logits = policy.forward_logits(env.featurize(s[first]))[inverse]
+            else:
+                logits = policy.forward_logits(env.featurize(s), cond)
+            if temperature != 1.0:
+                logits = logits / temperature
         a = _gumbel_argmax(logits, mask, log_noise[t])
         if epsilon > 0:
             a = torch.where(explore[t], _gumbel_argmax(torch.zeros_like(logits), mask, uniform_noise[t]), a)
