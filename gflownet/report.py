@@ -71,7 +71,7 @@ def reward_histogram(env: Environment, log_r: torch.Tensor):
     return fig
 
 
-def top_k(env: Environment, x: torch.Tensor, log_r: torch.Tensor, k: int) -> tuple[list[str], list[list]]:
+def best_samples(env: Environment, x: torch.Tensor, log_r: torch.Tensor, k: int) -> tuple[list[str], list[list]]:
     """The k distinct samples of highest reward: their columns, log R, count among the
     samples and sampled frequency (and R/Z where the space is enumerable)."""
     first, inverse = distinct(x.reshape(len(x), -1), dim=0)
@@ -108,7 +108,7 @@ def family_sections(run: Run, x: torch.Tensor, log_r: torch.Tensor) -> list[Sect
 
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; padding: 0 1.5em; max-width: 70em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f0f0f0; }
@@ -117,8 +117,8 @@ pre { background: #f6f6f6; padding: 1em; overflow-x: auto; }
 """
 
 
-def build_report(run: Run, n_samples: int = 10_000, k: int = 20, seed: int = 0) -> str:
-    """The HTML of the report of ``run`` (``n_samples`` fresh samples, the top ``k``)."""
+def build_report(run: Run, n_samples: int = 10_000, top_k: int = 20, seed: int = 0) -> str:
+    """The HTML of the report of ``run`` (``n_samples`` fresh samples, the ``top_k`` best)."""
     x, log_r = run.sample(n_samples, seed=seed)
     metrics = run.evaluate(0)
     metrics.update(sampled_metrics(run.env, x, log_r))
@@ -132,14 +132,15 @@ def build_report(run: Run, n_samples: int = 10_000, k: int = 20, seed: int = 0) 
                     "programming, with R/Z; sampled ones come from the samples drawn for this page.</p>"
                     + table(["metric", "value"], [[key, value] for key, value in metrics.items()])),
     ]
-    if run.summary:
-        sections.append(("Summary of training", table(["key", "value"], [list(i) for i in run.summary.items()])))
+    training = [[k, v] for k, v in run.summary.items() if k not in metrics]  # the rest is in Metrics
+    if training:
+        sections.append(("Training", table(["key", "value"], training)))
     metrics_file = run.path / "metrics.jsonl" if run.path else None
     if metrics_file and metrics_file.exists():
         sections.append(("Training curves", image(plots.training_curves_figure(metrics_file), "training curves")))
     sections.append(("Rewards", image(reward_histogram(run.env, log_r), "reward histogram")))
     sections.extend(family_sections(run, x, log_r))
-    header, rows = top_k(run.env, x, log_r, k)
+    header, rows = best_samples(run.env, x, log_r, top_k)
     sections.append((f"Top {len(rows)} distinct samples", table(header, rows)))
     title = f"gflownet report: {run.path.name if run.path else c.env}"
     body = "".join(f"<section><h2>{html.escape(t)}</h2>{content}</section>" for t, content in sections)
@@ -149,12 +150,12 @@ def build_report(run: Run, n_samples: int = 10_000, k: int = 20, seed: int = 0) 
             f"<p>gflownet {__version__}, {stamp}, {n_samples} samples (seed {seed}).</p>{body}</body></html>\n")
 
 
-def write_report(run: Run, out: str | Path | None = None, n_samples: int = 10_000, k: int = 20,
+def write_report(run: Run, out: str | Path | None = None, n_samples: int = 10_000, top_k: int = 20,
                  seed: int = 0) -> Path:
     """Write the report of ``run`` to ``out`` (default ``report.html`` in the run folder), atomically."""
     if out is None and run.path is None:
         raise ConfigError("a run without a folder needs an explicit out path for its report")
     path = Path(out) if out else run.path / "report.html"
-    text = build_report(run, n_samples, k, seed).encode()
+    text = build_report(run, n_samples, top_k, seed).encode()
     atomic_write(path, lambda f: f.write(text))
     return path

@@ -89,8 +89,9 @@ class Run:
 
         return plot_run(self, out)
 
-    def report(self, out: str | Path | None = None, n_samples: int = 10_000, k: int = 20, seed: int = 0) -> Path:
+    def report(self, out: str | Path | None = None, n_samples: int = 10_000, top_k: int = 20,
+               seed: int = 0) -> Path:
         """One self-contained HTML page about the run (default: ``report.html`` in the run folder)."""
         from gflownet.report import write_report
 
-        return write_report(self, out, n_samples, k, seed)
+        return write_report(self, out, n_samples, top_k, seed)
