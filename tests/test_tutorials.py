@@ -1,6 +1,7 @@
 """Tutorials that cannot rot: every docs page's ```python blocks run, in order, as one
 program (snippets of examples/ expanded as MkDocs does); every examples/ script runs
 from a shell outside the source tree. A new page or script is a new test."""
+import os
 import re
 import subprocess
 import sys
@@ -54,6 +55,7 @@ def test_page_runs(page, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_runs(script, tmp_path):
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # one core, as the rest of the suite
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip()  # every example reports what it found
