@@ -50,9 +50,12 @@ def test_report_is_self_contained(grid_run, capsys):
 
 
 def test_generic_fallback_and_family_hook(tmp_path, monkeypatch):
-    run = gflownet.train(env="sets", out=tmp_path / "sets", size=6, set_size=3, **TINY)
+    run = gflownet.train(env="sets", out=tmp_path / "sets", size=21, set_size=2, **TINY)  # 2^21 states
+    assert not run.env.enumerable and "log_z_error" in run.summary and "l1" not in run.summary
     page = run.report(n_samples=500).read_text()
     assert page.count("data:image/png") == 2 and "Target and learned" not in page  # no sets section
+    assert "<td>log_z_error</td>" in page and "<th>R/Z</th>" not in page  # no exact target to show
+    assert [p.name for p in run.plot()] == ["training_curve.png"]  # its curve: the log Z error
     monkeypatch.setitem(FAMILY_SECTIONS, SetGeneration, lambda run, x, log_r: [("Sizes", f"<p>{len(x)}</p>")])
     assert "<h2>Sizes</h2><p>500</p>" in run.report(n_samples=500).read_text()
 
