@@ -1,4 +1,4 @@
-"""Command line: ``gflownet train | evaluate | sample | plot | demo | list``.
+"""Command line: ``gflownet train | evaluate | sample | plot | report | demo | list``.
 
 Bad input ends with one line on stderr (``error: ...``) and exit status 2.
 """
@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 from gflownet import __version__
 from gflownet.checkpoint import write_json
@@ -34,6 +35,9 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, dest="max_moves", metavar="K",
                    help="cut rollouts after K moves: train on incomplete trajectories (train.max_moves)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--logger", default="jsonl", metavar="NAMES",
+                   help="where metrics go, comma-separated: jsonl (metrics.jsonl, always written), tensorboard "
+                        "(RUN/tensorboard), wandb (offline run in RUN/wandb); default jsonl")
 
 
 def build_config(args) -> RunConfig:
@@ -49,12 +53,16 @@ def build_config(args) -> RunConfig:
     return config
 
 
-def train(config: RunConfig, out: Path, overwrite: bool = False, progress: bool = True, world=None) -> dict:
+def train(config: RunConfig, out: Path, overwrite: bool = False, progress: bool = True, world=None,
+          loggers: str | Sequence[str] = "jsonl") -> dict:
     """Train (or resume) the run in ``out``; returns the summary. ``world``: a
-    ``gflownet.distributed.DataParallel`` (rank 0 alone writes), or None."""
+    ``gflownet.distributed.DataParallel`` (rank 0 alone writes), or None. ``loggers``:
+    the metric sinks (``gflownet.tracking``), e.g. ``"jsonl,tensorboard"``."""
+    from gflownet.tracking import open_loggers, parse_loggers
     from gflownet.trainer import Trainer
 
     trainer = Trainer(config, out, progress=progress, world=world)  # validates everything before touching the disk
+    parse_loggers(loggers)
     if overwrite and trainer.writes:
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
@@ -62,10 +70,12 @@ def train(config: RunConfig, out: Path, overwrite: bool = False, progress: bool 
         world.barrier()  # the run folder is settled before any rank reads it
     if trainer.resume() and trainer.writes:
         print(f"resuming {out} at step {trainer.step_count} of {trainer.total_steps}", file=sys.stderr)
-    if trainer.writes:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", config.to_dict())
-    return trainer.run()
+    if not trainer.writes:
+        return trainer.run()
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", config.to_dict())
+    with open_loggers(loggers, out, config) as trainer.loggers:
+        return trainer.run()
 
 
 def cmd_train(args) -> None:
@@ -78,7 +88,8 @@ def cmd_train(args) -> None:
         world = DataParallel.from_environment(config.train.device)
         config.train.device = world.device(config.train.device)
     try:
-        summary = train(config, out, args.overwrite, progress=not args.no_progress, world=world)
+        summary = train(config, out, args.overwrite, progress=not args.no_progress, world=world,
+                        loggers=args.logger)
     finally:
         if world:
             world.close()
@@ -102,15 +113,16 @@ def cmd_sample(args) -> None:
 
 
 def cmd_plot(args) -> None:
-    from gflownet import plots
     from gflownet.run import Run
 
-    run = Run.load(args.run)
-    out = Path(args.out or args.run)
-    written = [plots.training_curves(Path(args.run) / "metrics.jsonl", out / "training_curve.png")]
-    if run.config.env == "hypergrid":
-        written.append(plots.grid_heatmap(run.env, run.policy, out / "heatmap.png"))
+    written = Run.load(args.run).plot(args.out)
     print("plots written:", ", ".join(map(str, written)))
+
+
+def cmd_report(args) -> None:
+    from gflownet.run import Run
+
+    print(f"report written to {Run.load(args.run).report(args.out, args.samples, args.top_k, args.seed)}")
 
 
 def cmd_demo(args) -> None:
@@ -203,6 +215,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("report", help="one self-contained HTML page about a run (curves, metrics, top-k)")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--out", help="HTML file (default: RUN/report.html)")
+    p.add_argument("--samples", type=int, default=10_000, help="samples drawn for the page")
+    p.add_argument("--top-k", type=int, default=20, help="rows of the table of best distinct samples")
+    p.add_argument("--seed", type=int, default=0, help="seed of the samples")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("list", help="environments, objectives and every parameter --set accepts")
     p.set_defaults(func=cmd_list)

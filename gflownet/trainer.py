@@ -111,6 +111,7 @@ class Trainer:
         self.exact = self.env.enumerable and self.env.n_states * self.env.n_actions <= MAX_EXACT_PAIRS
         self._dag = None
         self._metrics_offset = 0  # bytes of metrics.jsonl that belong to the run so far (resume)
+        self.loggers = []  # more sinks of the metrics records (gflownet.tracking)
 
     # -- one step -------------------------------------------------------------------
     def _schedule(self) -> float:
@@ -256,10 +257,11 @@ class Trainer:
         f.seek(0, 2)
         return f
 
-    @staticmethod
-    def _log(f, record: dict) -> None:
+    def _log(self, f, record: dict) -> None:
         if f:
             f.write((json.dumps(record) + "\n").encode())
+        for logger in self.loggers:
+            logger.log(record)
 
     # -- checkpoints --------------------------------------------------------------------
     def state_dict(self) -> dict:
