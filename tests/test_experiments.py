@@ -16,3 +16,12 @@ def test_fl_sets_quick(tmp_path):
     summary = json.loads((tmp_path / "fl_sets_small.json").read_text())
     assert all(0 <= v <= 2 for s in summary.values() for v in s["final_l1"])  # finite, exact L1
     assert (tmp_path / "fl_sets_30_20.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_molecules_quick(tmp_path):
+    import bench_molecules
+
+    rows = bench_molecules.main(["--quick", "--out", str(tmp_path)])
+    assert [r["case"] for r in rows] == ["rollout", "rollout+smiles", "rollout+workers(2)", "train tb/qed"]
+    assert all(r["per_s"] > 0 for r in rows)
+    assert "| rollout | 64 |" in (tmp_path / "bench_molecules_quick.md").read_text()
