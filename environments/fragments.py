@@ -146,6 +146,11 @@ class FragmentEnv(Environment):
     def log_reward(self, states):
         return self.reward.log_reward(self.to_mols(states)).to(states.device)
 
+    def log_energy(self, states):
+        """E(s) = -log R(molecule of s) for every state (each is a valid molecule; the
+        empty one has E = 0): the forward-looking objectives' intermediate energy."""
+        return torch.where(self.n_placed(states) > 0, -self.log_reward(states), 0.0)
+
     def object_columns(self):
         return ["smiles"]
 

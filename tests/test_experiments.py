@@ -25,3 +25,13 @@ def test_bench_molecules_quick(tmp_path):
     assert [r["case"] for r in rows] == ["rollout", "rollout+smiles", "rollout+workers(2)", "train tb/qed"]
     assert all(r["per_s"] > 0 for r in rows)
     assert "| rollout | 64 |" in (tmp_path / "bench_molecules_quick.md").read_text()
+
+
+def test_seh_frag_quick(tmp_path):
+    import seh_frag
+
+    rows = seh_frag.main(["--quick", "--out", str(tmp_path)])
+    assert {r["method"] for r in rows} == {"tb", "subtb", "fl_subtb"}
+    assert all(0 < r["top100"] <= 100 / 8 and r["unique"] >= 1 for r in rows)
+    assert "| fl_subtb | 32 |" in (tmp_path / "seh_frag_quick.md").read_text()
+    assert (tmp_path / "seh_frag_quick.png").read_bytes()[:4] == b"\x89PNG"
