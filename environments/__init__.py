@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 
 from gflownet.environments.base import LOG_REWARD_FLOOR, Environment, checked_log
+from gflownet.environments.fragments import FragmentEnv
 from gflownet.environments.hypergrid import HyperGrid
 from gflownet.environments.sets import SetGeneration
 from gflownet.environments.bitseq import BitSequences
@@ -13,7 +14,8 @@ from gflownet.environments.sequences import PrependAppendSequences, Sequences
 from gflownet.environments.tfbind8 import TFBind8
 from gflownet.errors import ConfigError
 
-ENVIRONMENTS: dict[str, type[Environment]] = {"hypergrid": HyperGrid, "sets": SetGeneration}
+ENVIRONMENTS: dict[str, type[Environment]] = {"hypergrid": HyperGrid, "sets": SetGeneration,
+                                              "fragments": FragmentEnv}
 ENVIRONMENTS.update({"sequence": Sequences, "prepend_append": PrependAppendSequences, "tfbind8": TFBind8,
                      "bitseq": BitSequences, "ehrlich": Ehrlich,
                      "rna": RNABinding})
@@ -43,6 +45,6 @@ def _lookup(name: str) -> type[Environment]:
     return ENVIRONMENTS[name]
 
 
-__all__ = ["BitSequences", "ENVIRONMENTS", "Ehrlich", "Environment", "HyperGrid", "LOG_REWARD_FLOOR", "PrependAppendSequences",
+__all__ = ["BitSequences", "ENVIRONMENTS", "Ehrlich", "Environment", "FragmentEnv", "HyperGrid", "LOG_REWARD_FLOOR", "PrependAppendSequences",
            "RNABinding", "Sequences", "SetGeneration", "TFBind8",
            "checked_log", "env_parameters", "make_env"]

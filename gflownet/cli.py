@@ -108,7 +108,16 @@ def cmd_evaluate(args) -> None:
 def cmd_sample(args) -> None:
     from gflownet.run import Run
 
-    path = Run.load(args.run, args.device).write_csv(args.out, args.n, args.temperature, args.seed)
+    run = Run.load(args.run, args.device)
+    if hasattr(run.env, "to_mols"):  # molecules: screening output (gflownet/screening.py)
+        from gflownet.screening import screen_run
+
+        stats = screen_run(run, args.n, args.out, args.sdf, args.unique, args.filter, args.diverse_top,
+                           args.max_similarity, args.mode_threshold, args.temperature, args.seed)
+        print(_table(stats))
+        print(f"{stats['rows_written']} molecules written to {args.out}" + (f" and {args.sdf}" if args.sdf else ""))
+        return
+    path = run.write_csv(args.out, args.n, args.temperature, args.seed)
     print(f"{args.n} samples written to {path}")
 
 
@@ -203,6 +212,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, required=True, help="number of samples")
     p.add_argument("--out", required=True, help="CSV file: one column per coordinate, then log_reward")
     p.add_argument("--temperature", type=float, default=1.0, help="sample softmax(logits / temperature)")
+    screening = p.add_argument_group("molecule screening (molecule environments)")
+    screening.add_argument("--sdf", help="also write the molecules to this SDF file")
+    screening.add_argument("--unique", action="store_true", help="one row per canonical SMILES (with its count)")
+    screening.add_argument("--filter", default="", help='property filters, e.g. "qed>0.5,sa<4,mw<=500"')
+    screening.add_argument("--diverse-top", type=int, default=0, metavar="K",
+                           help="keep K high-reward molecules, pairwise Tanimoto <= --max-similarity")
+    screening.add_argument("--max-similarity", type=float, default=0.4, help="for --diverse-top (default 0.4)")
+    screening.add_argument("--mode-threshold", type=float,
+                           help="reward above which a molecule may be a mode (default: the 90th percentile)")
 
     p = sub.add_parser("plot", help="training curves (and heat map for hypergrids) of a run")
     p.add_argument("run", help="run folder")

@@ -44,7 +44,14 @@ def mlp_trunk(env, hidden: int, layers: int, cond_dim: int) -> nn.Module:
     return MLPTrunk(env.feature_dim, cond_dim, hidden, layers)
 
 
-TRUNKS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp_trunk}
+def gnn_trunk(env, hidden: int, layers: int, cond_dim: int) -> nn.Module:
+    """Message passing over graph environments (gflownet/gnn.py, torch-geometric)."""
+    from gflownet.gnn import build_gnn_trunk
+
+    return build_gnn_trunk(env, hidden, layers, cond_dim)
+
+
+TRUNKS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp_trunk, "gnn": gnn_trunk}
 TRUNKS.update({"transformer": transformer_trunk, "causal_transformer": causal_transformer_trunk})
 
 
