@@ -87,7 +87,7 @@ class Trainer:
         m = config.model
         needs = self.objective.needs
         self.policy = Policy(self.env, m.hidden, m.layers, m.backward, flow="log_flow" in needs,
-                             log_z="log_z" in needs, arch=m.arch)
+                             log_z="log_z" in needs, arch=m.arch, cond_dim=self.cond_dim())
         self.policy.to(self.device)
         log_z = {id(p) for p in self.policy.log_z_parameters()}
         self.optimizer = torch.optim.Adam(fused=True, params=[
@@ -104,6 +104,22 @@ class Trainer:
         self._dag = None
         self._metrics_offset = 0  # bytes of metrics.jsonl that belong to the run so far (resume)
 
+    # -- hooks a task overrides (outcome-conditioned pretraining: gflownet.pretrain) ---
+    def cond_dim(self) -> int:
+        """Width of the policy's conditioning tensor (0: unconditional)."""
+        return 0
+
+    def collect(self):
+        """The scored trajectories of one training step: a fresh on-policy batch."""
+        t = self.config.train
+        traj = sample_forward(self.env, self.policy, t.batch_size, epsilon=t.epsilon, temperature=t.temperature,
+                              generator=self.generator, max_moves=self._cut())
+        traj.log_reward = self._score(traj)
+        return traj
+
+    def estimate_log_z(self) -> float | None:
+        return self.policy.estimate_log_z(self.env, self.objective.needs)
+
     # -- one step -------------------------------------------------------------------
     def _schedule(self) -> float:
         t = self.config.train
@@ -119,9 +135,7 @@ class Trainer:
         factor = self._schedule()
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
-        traj = sample_forward(self.env, self.policy, t.batch_size, epsilon=t.epsilon, temperature=t.temperature,
-                              generator=self.generator, max_moves=self._cut())
-        traj.log_reward = self._score(traj)
+        traj = self.collect()
         self.transitions += traj.lengths.sum()
         self.last_trajectories = traj
         evaluation = self.policy.evaluate(self.env, traj, self.objective.needs)
@@ -154,7 +168,7 @@ class Trainer:
     def evaluate(self) -> dict:
         """Exact metrics where the space is enumerable; else the log Z error where the
         environment knows its exact log Z; else an empty dict."""
-        log_z = self.policy.estimate_log_z(self.env, self.objective.needs)
+        log_z = self.estimate_log_z()
         if self.exact:
             if self._dag is None:
                 self._dag = transitions(self.env)
@@ -194,7 +208,7 @@ class Trainer:
                     seconds = time.perf_counter() - window_start
                     last = {"kind": "train", "step": step, "trajectories": step * t.batch_size,
                             "transitions": int(self.transitions), "loss": loss,
-                            "log_z": self.policy.estimate_log_z(self.env, self.objective.needs),
+                            "log_z": self.estimate_log_z(),
                             "lr": self.optimizer.param_groups[0]["lr"],
                             "traj_per_s": window_steps * t.batch_size / seconds}
                     self._log(metrics_file, last)
