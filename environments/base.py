@@ -165,3 +165,33 @@ class Environment:
 
     def n_modes(self) -> int | None:
         return None
+
+    # -- outcomes (outcome-conditioned pretraining, OC-GFN) --------------------
+    #: width of ``encode_outcome``'s output; None: the environment declares no outcome space
+    outcome_dim: int | None = None
+
+    @property
+    def has_outcomes(self) -> bool:
+        return self.outcome_dim is not None
+
+    def encode_outcome(self, outcomes: torch.Tensor) -> torch.Tensor:
+        """The conditioning tensor of target outcomes ``[B, *state_shape]``: float ``[B, outcome_dim]``."""
+        raise NotImplementedError(f"{type(self).__name__} declares no outcome space")
+
+    def sample_outcomes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` terminal objects drawn uniformly, ``[n, *state_shape]``."""
+        raise NotImplementedError(f"{type(self).__name__} declares no outcome space")
+
+    def all_outcomes(self) -> torch.Tensor:
+        """Every terminal object, ``[Y, *state_shape]`` (enumerable spaces): the states that may exit."""
+        states = self.all_states()
+        return states[self.forward_mask(states)[:, self.exit_action]]
+
+    def same_outcome(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """bool ``[B]``: terminal object x_b is the outcome y_b."""
+        return (x == y).reshape(len(x), -1).all(-1)
+
+    def outcome_reachable(self, states: torch.Tensor, outcomes: torch.Tensor) -> torch.Tensor | None:
+        """bool ``[B]``: outcome y_b can still be reached from state s_b (then F(s|y) > 0), or None
+        where the environment cannot tell."""
+        return None

@@ -133,3 +133,17 @@ class HyperGrid(Environment):
 
     def object_columns(self):
         return [f"x{d}" for d in range(self.dim)]
+
+    # -- outcomes: every state is a terminal object, encoded one-hot per coordinate --
+    @property
+    def outcome_dim(self):
+        return self.feature_dim
+
+    def encode_outcome(self, outcomes):
+        return self.featurize(outcomes)
+
+    def sample_outcomes(self, n, generator=None):
+        return torch.randint(0, self.side, (n, self.dim), device=self.device, generator=generator)
+
+    def outcome_reachable(self, states, outcomes):
+        return (states <= outcomes).all(-1)

@@ -1,4 +1,4 @@
-"""Command line: ``gflownet train | evaluate | sample | plot | report | demo | list``.
+"""Command line: ``gflownet train | pretrain | finetune | evaluate | sample | plot | report | demo | list``.
 
 Bad input ends with one line on stderr (``error: ...``) and exit status 2.
 """
@@ -106,8 +106,16 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_sample(args) -> None:
+    from gflownet import checkpoint
+    from gflownet.oc_runs import load_sampler
     from gflownet.run import Run
 
+    if "kind" in checkpoint.load(Path(args.run) / "checkpoint.pt"):  # a pretrained or fine-tuned OC-GFN
+        if args.temperature != 1.0:
+            raise GFlowNetError("--temperature is not available for OC-GFN runs")
+        path = load_sampler(args.run, args.device).write_csv(args.out, args.n, args.seed)
+        print(f"{args.n} samples written to {path}")
+        return
     run = Run.load(args.run, args.device)
     if hasattr(run.env, "to_mols"):  # molecules: screening output (gflownet/screening.py)
         from gflownet.screening import screen_run
@@ -119,6 +127,36 @@ def cmd_sample(args) -> None:
         return
     path = run.write_csv(args.out, args.n, args.temperature, args.seed)
     print(f"{args.n} samples written to {path}")
+
+
+def cmd_pretrain(args) -> None:
+    from gflownet.oc_runs import pretrain
+    from gflownet.pretrain import split_assignments
+
+    oc, args.assignments = split_assignments(args.assignments)
+    if args.objective not in (None, "oc_db"):
+        raise GFlowNetError(f"pretraining trains the objective oc_db, not {args.objective!r}")
+    args.objective = "oc_db"
+    out = Path(args.out)
+    summary = pretrain(build_config(args), oc, out, args.overwrite, progress=not args.no_progress)
+    print(_table(summary))
+    print(f"pretrained OC-GFN written to {out}/ (checkpoint.pt, metrics.jsonl, summary.json)")
+
+
+def cmd_finetune(args) -> None:
+    from gflownet.config import RunConfig
+    from gflownet.oc_runs import FinetuneConfig, finetune
+
+    ft = FinetuneConfig(method=args.method, reward=args.reward)
+    for name in ("trajectories", "batch_size", "seed", "device"):
+        if getattr(args, name) is not None:
+            setattr(ft, name, getattr(args, name))
+    env_params = RunConfig(env=args.env).apply(args.assignments).env_params if args.env else {}
+    out = Path(args.out)
+    summary = finetune(Path(args.pretrained), ft, out, args.env, env_params, progress=not args.no_progress)
+    print(_table(summary))
+    print(f"fine-tuned sampler written to {out}/ (checkpoint.pt, summary.json); sample it with "
+          f"`gflownet sample {out} --n N --out FILE`")
 
 
 def cmd_plot(args) -> None:
@@ -203,6 +241,29 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel over the processes torchrun starts (train.batch_size is split among them)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("pretrain", help="reward-free outcome-conditioned pretraining (OC-GFN)")
+    _train_options(p)
+    p.add_argument("--out", required=True, help="run folder (config, metrics, checkpoint, summary)")
+    p.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("finetune", help="adapt a pretrained OC-GFN to a downstream reward")
+    p.add_argument("pretrained", help="folder written by `gflownet pretrain`")
+    p.add_argument("--reward", default="default",
+                   help="'default' (the environment's own reward) or python:module:function of the objects")
+    p.add_argument("--method", default="amortised", choices=["amortised", "exact", "continue", "scratch"],
+                   help="amortised predictor, exact marginalisation, continued training, or from scratch")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--env", help="the environment the reward is meant for (checked against the checkpoint)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments",
+                   help="environment parameters, with --env (checked against the checkpoint)")
+    p.add_argument("--trajectories", type=int, help="fine-tuning trajectories (default 16000)")
+    p.add_argument("--batch-size", type=int, help="trajectories per step (default 16)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_finetune)
 
     p = _run_command(sub, "evaluate", "exact and sampled metrics of a trained run", cmd_evaluate)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

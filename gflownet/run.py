@@ -22,6 +22,19 @@ from gflownet.sampler import sample_forward
 from gflownet.trainer import Trainer
 
 
+def write_objects_csv(env, x: torch.Tensor, columns: dict[str, torch.Tensor], path: str | Path) -> Path:
+    """Terminal objects ``x`` (one column per ``env.object_columns``) and extra per-object
+    ``columns`` (name -> ``[n]``) as a CSV file, written atomically."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(env.object_columns() + list(columns))
+    values = zip(*(c.tolist() for c in columns.values()))
+    for row, extra in zip(env.object_rows(x.cpu()), values):
+        writer.writerow(row + [f"{v:.6g}" for v in extra])
+    checkpoint.atomic_write(Path(path), lambda f: f.write(text.getvalue().encode()))
+    return Path(path)
+
+
 class Run:
     """A trained policy with its environment and configuration (``path``: its folder, if any).
 
@@ -66,13 +79,7 @@ class Run:
     def write_csv(self, path: str | Path, n: int, temperature: float = 1.0, seed: int = 0) -> Path:
         """Sample ``n`` objects and write them (one column per coordinate + log_reward), atomically."""
         x, log_r = self.sample(n, temperature, seed)
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(self.env.object_columns() + ["log_reward"])
-        for row, value in zip(self.env.object_rows(x.cpu()), log_r.tolist()):
-            writer.writerow(row + [f"{value:.6g}"])
-        checkpoint.atomic_write(Path(path), lambda f: f.write(text.getvalue().encode()))
-        return Path(path)
+        return write_objects_csv(self.env, x, {"log_reward": log_r}, path)
 
     def evaluate(self, n_samples: int = 10_000, seed: int = 0) -> dict:
         """Exact metrics (enumerable spaces) and metrics of ``n_samples`` samples."""

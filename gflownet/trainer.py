@@ -92,7 +92,7 @@ class Trainer:
         m = config.model
         needs = self.objective.needs
         self.policy = Policy(self.env, m.hidden, m.layers, m.backward, flow="log_flow" in needs,
-                             log_z="log_z" in needs, arch=m.arch)
+                             log_z="log_z" in needs, arch=m.arch, cond_dim=self.cond_dim())
         self.policy.to(self.device)
         self.local_batch = world.local_batch(t.batch_size) if world else t.batch_size
         if world:
@@ -113,6 +113,22 @@ class Trainer:
         self._metrics_offset = 0  # bytes of metrics.jsonl that belong to the run so far (resume)
         self.loggers = []  # more sinks of the metrics records (gflownet.tracking)
 
+    # -- hooks a task overrides (outcome-conditioned pretraining: gflownet.pretrain) ---
+    def cond_dim(self) -> int:
+        """Width of the policy's conditioning tensor (0: unconditional)."""
+        return 0
+
+    def collect(self):
+        """The scored trajectories of one training step: a fresh on-policy batch."""
+        t = self.config.train
+        traj = sample_forward(self.env, self.policy, self.local_batch, epsilon=t.epsilon,
+                              temperature=t.temperature, generator=self.generator, max_moves=self._cut())
+        traj.log_reward = self._score(traj)
+        return traj
+
+    def estimate_log_z(self) -> float | None:
+        return self.policy.estimate_log_z(self.env, self.objective.needs)
+
     # -- one step -------------------------------------------------------------------
     def _schedule(self) -> float:
         t = self.config.train
@@ -128,12 +144,8 @@ class Trainer:
         return seed if self.world is None else stream_seed(seed, self.world.rank, self.step_count)
 
     def train_step(self) -> torch.Tensor:
-        """One optimisation step on a fresh on-policy batch; returns the (detached) loss."""
-        t = self.config.train
-        traj = sample_forward(self.env, self.policy, self.local_batch, epsilon=t.epsilon,
-                              temperature=t.temperature, generator=self.generator, max_moves=self._cut())
-        traj.log_reward = self._score(traj)
-        return self.learn(traj)
+        """One optimisation step on the batch ``collect`` gives; returns the (detached) loss."""
+        return self.learn(self.collect())
 
     def learn(self, traj) -> torch.Tensor:
         """One optimisation step on scored trajectories (gradients averaged over the ranks
@@ -176,7 +188,7 @@ class Trainer:
     def evaluate(self) -> dict:
         """Exact metrics where the space is enumerable; else the log Z error where the
         environment knows its exact log Z; else an empty dict."""
-        log_z = self.policy.estimate_log_z(self.env, self.objective.needs)
+        log_z = self.estimate_log_z()
         if self.exact:
             if self._dag is None:
                 self._dag = transitions(self.env)
@@ -216,7 +228,7 @@ class Trainer:
                     seconds = time.perf_counter() - window_start
                     last = {"kind": "train", "step": step, "trajectories": step * t.batch_size,
                             "transitions": int(self.transitions), "loss": loss,
-                            "log_z": self.policy.estimate_log_z(self.env, self.objective.needs),
+                            "log_z": self.estimate_log_z(),
                             "lr": self.optimizer.param_groups[0]["lr"],
                             "traj_per_s": window_steps * t.batch_size / seconds}
                     self._log(metrics_file, last)

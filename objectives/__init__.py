@@ -14,6 +14,7 @@ from gflownet.objectives.db import detailed_balance
 from gflownet.objectives.fl import fl_detailed_balance, fl_subtrajectory_balance
 from gflownet.objectives.fm import flow_matching
 from gflownet.objectives.modified_db import modified_detailed_balance
+from gflownet.objectives.oc import teleported_detailed_balance
 from gflownet.objectives.subtb import subtrajectory_balance
 from gflownet.objectives.tb import trajectory_balance, vargrad
 
@@ -71,6 +72,10 @@ def _subtb(ev, lam):
     return subtrajectory_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.log_reward, ev.lengths, lam, ev.complete)
 
 
+def _oc_db(ev):
+    return teleported_detailed_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.log_reward, ev.lengths, ev.complete)
+
+
 def _fl_db(ev):
     return fl_detailed_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.state_energy, ev.lengths, ev.complete)
 
@@ -103,6 +108,8 @@ OBJECTIVES: dict[str, Objective] = {
                   summary="forward-looking DB: log F = log F~ - E, F~ = 1 past the exit"),
         Objective("fl_subtb", _fl_subtb, frozenset({"log_pb", "log_flow", "state_energy"}), {"lam": 0.9},
                   "forward-looking SubTB(lam)"),
+        Objective("oc_db", _oc_db, frozenset({"log_pb", "log_flow"}),
+                  summary="outcome-conditioned DB with outcome teleportation (gflownet pretrain)"),
         Objective("mdb", _mdb, frozenset({"log_pb", "log_pf_exit", "state_log_reward"}),
                   summary="modified detailed balance (every state terminal)"),
     ]
@@ -119,4 +126,4 @@ def get_objective(name: str) -> Objective:
 
 __all__ = ["OBJECTIVES", "Objective", "get_objective", "trajectory_balance", "vargrad", "detailed_balance",
            "subtrajectory_balance", "flow_matching", "modified_detailed_balance", "fl_detailed_balance",
-           "fl_subtrajectory_balance"]
+           "fl_subtrajectory_balance", "teleported_detailed_balance"]

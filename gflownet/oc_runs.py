@@ -1,0 +1,201 @@
+"""Run folders of outcome-conditioned pretraining and of fine-tuning, as the CLI uses them.
+
+    pre/  config.json, oc.json, metrics.jsonl, checkpoint.pt (kind "oc_pretrain"), summary.json
+    ft/   finetune.json, checkpoint.pt (kind "oc_finetune": the sampler's policy), summary.json
+
+``load_sampler`` opens either for ``gflownet sample``: a pretrained OC-GFN samples
+y uniformly and rolls out P_F(.|y) (columns: the object, then ``success``); a
+fine-tuned one samples R' (columns: the object, then ``log_reward`` = log R'(x)).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from gflownet import checkpoint
+from gflownet.config import RunConfig
+from gflownet.environments import make_env
+from gflownet.errors import CheckpointError, ConfigError
+from gflownet.finetune import (METHODS, Amortised, DownstreamTrainer, ExactMarginal, RewardSwap, TablePolicy,
+                               IndexFeatures, downstream_log_reward)
+from gflownet.metrics import distances, policy_log_probs, target_distribution, terminal_distribution
+from gflownet.policy import Policy
+from gflownet.pretrain import PRETRAIN_KIND, OCConfig, PretrainTrainer, load_pretrained
+from gflownet.run import write_objects_csv
+from gflownet.sampler import sample_forward
+from gflownet.trainer import resolve_device
+
+FINETUNE_KIND = "oc_finetune"
+PRETRAIN_FILES = ("checkpoint.pt", "metrics.jsonl", "config.json", "oc.json", "summary.json")
+
+
+def pretrain(config: RunConfig, oc: OCConfig, out: Path, overwrite: bool = False, progress: bool = True) -> dict:
+    """Pretrain (or resume) the OC-GFN in ``out``; returns the summary."""
+    trainer = PretrainTrainer(config, oc, out, progress=progress)  # validates before touching the disk
+    if overwrite:
+        for name in PRETRAIN_FILES:
+            (out / name).unlink(missing_ok=True)
+    if trainer.resume():
+        print(f"resuming {out} at step {trainer.step_count} of {trainer.total_steps}", file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_json(out / "config.json", config.to_dict())
+    checkpoint.write_json(out / "oc.json", dataclasses.asdict(oc))
+    return trainer.run()
+
+
+@dataclass
+class FinetuneConfig:
+    method: str = "amortised"
+    reward: str = "default"
+    trajectories: int = 16_000
+    batch_size: int = 16
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "cpu"
+    k: int = 8  # outcomes drawn per transition (amortised)
+    q_epsilon: float = 0.2  # uniform share of the outcome proposal (amortised)
+
+    def check(self) -> "FinetuneConfig":
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown fine-tuning method {self.method!r} (known: {', '.join(METHODS)})")
+        for name in ("trajectories", "batch_size", "k"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"finetune {name} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and 0 <= self.q_epsilon <= 1):
+            raise ConfigError("finetune needs lr > 0 and 0 <= q_epsilon <= 1")
+        return self
+
+
+def check_environment(pre: Path, saved: RunConfig, env: str | None, env_params: dict) -> None:
+    """A clear error when the user names an environment other than the one ``pre`` was pretrained on."""
+    if env is None and not env_params:
+        return
+    wanted = {**saved.env_params, **env_params}
+    if (env or saved.env) != saved.env or wanted != saved.env_params:
+        raise CheckpointError(f"{pre} was pretrained on {saved.env} {saved.env_params}, not on "
+                              f"{env or saved.env} {wanted}: pretrain that environment first")
+
+
+def finetune(pre: Path, ft: FinetuneConfig, out: Path, env: str | None = None, env_params: dict | None = None,
+             progress: bool = True) -> dict:
+    """Adapt the OC-GFN pretrained in ``pre`` to ``ft.reward`` by ``ft.method``; writes ``out``."""
+    ft.check()
+    pretrained = load_pretrained(pre, ft.device)
+    check_environment(pre, pretrained.config, env, env_params or {})
+    base_env = pretrained.env
+    log_reward = downstream_log_reward(base_env, ft.reward)
+    log_reward(base_env.sample_outcomes(2))  # a missing or broken reward fails now, before any training
+    torch.manual_seed(ft.seed)
+    generator = torch.Generator(pretrained.device).manual_seed(ft.seed)
+    start = time.perf_counter()
+    summary = {"method": ft.method, "reward": ft.reward}
+    if ft.method == "exact":
+        sampler = ExactMarginal(base_env, pretrained.policy, log_reward)
+        state, spec = {"log_pf": sampler.log_pf.float().cpu()}, None
+        summary["reward_calls"] = sampler.reward_calls
+    elif ft.method == "amortised":
+        model = pretrained.config.model
+        amortised = Amortised(base_env, pretrained.policy, log_reward, model.hidden, model.layers, ft.lr, ft.k,
+                              ft.q_epsilon)
+        for _ in _steps(ft, progress):
+            _, loss = amortised.step(ft.batch_size, generator)
+        summary.update(final_loss=loss, reward_calls=amortised.reward_calls)
+        spec = {"hidden": model.hidden, "layers": model.layers, "backward": "uniform", "flow": False,
+                "log_z": False, "arch": model.arch}
+        state = {"policy": amortised.n.state_dict()}
+    else:
+        config = RunConfig.from_dict(pretrained.config.to_dict())
+        config.objective, config.objective_params = "db", {}
+        t = config.train
+        t.trajectories, t.batch_size, t.lr, t.seed, t.device = ft.trajectories, ft.batch_size, ft.lr, ft.seed, ft.device
+        t.lr_schedule = "constant"
+        init = pretrained.policy if ft.method == "continue" else None
+        trainer = DownstreamTrainer(config, log_reward, init)
+        for _ in _steps(ft, progress):
+            trainer.train_step()
+        m = config.model
+        spec = {"hidden": m.hidden, "layers": m.layers, "backward": m.backward, "flow": True, "log_z": False,
+                "arch": m.arch}
+        state = {"policy": trainer.policy.state_dict()}
+        summary["reward_calls"] = ft.trajectories
+    summary["seconds"] = time.perf_counter() - start
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(out / "checkpoint.pt", {"kind": FINETUNE_KIND, "method": ft.method, "pretrained": str(pre),
+                                            "config": pretrained.config.to_dict(), "finetune": dataclasses.asdict(ft),
+                                            "policy_spec": spec, **state})
+    checkpoint.write_json(out / "finetune.json", {"pretrained": str(pre), **dataclasses.asdict(ft)})
+    sampler = load_sampler(out, ft.device)
+    summary.update(sampler.exact_metrics())
+    checkpoint.write_json(out / "summary.json", summary)
+    return summary
+
+
+def _steps(ft: FinetuneConfig, progress: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(range(math.ceil(ft.trajectories / ft.batch_size)), disable=not progress, desc="finetune",
+                unit="step", mininterval=0.5)
+
+
+class Sampler:
+    """A sampler read from a run folder. A pretrained OC-GFN (``log_reward`` None) draws y uniformly
+    and rolls out P_F(.|y); a fine-tuned one rolls out its policy and scores x with ``log_reward``."""
+
+    def __init__(self, env, policy, log_reward=None):
+        self.env, self.policy, self.log_reward = env, policy, log_reward
+        self._rollout_env = IndexFeatures(env) if isinstance(policy, TablePolicy) else env
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int = 0):
+        """``n`` objects ``[n, *state_shape]`` and their extra CSV columns (name -> ``[n]``)."""
+        if n < 1:
+            raise ConfigError(f"the number of samples must be >= 1, got {n}")
+        generator = torch.Generator(self.env.device).manual_seed(seed)
+        if self.log_reward is None:
+            y = self.env.sample_outcomes(n, generator)
+            x = sample_forward(self.env, self.policy, n, cond=self.env.encode_outcome(y), generator=generator).terminal
+            return x, {"success": self.env.same_outcome(x, y).long()}
+        x = sample_forward(self._rollout_env, self.policy, n, generator=generator).terminal
+        return x, {"log_reward": self.log_reward(x)}
+
+    def write_csv(self, path, n: int, seed: int = 0) -> Path:
+        x, columns = self.sample(n, seed)
+        return write_objects_csv(self.env, x, columns, path)
+
+    @torch.no_grad()
+    def exact_metrics(self) -> dict:
+        """Exact L1 / KL / JSD of a fine-tuned sampler to R'/Z' where the space is enumerable, else {}."""
+        if self.log_reward is None or not self.env.enumerable:
+            return {}
+        if isinstance(self.policy, TablePolicy):
+            log_pf = self.policy.log_pf
+        else:
+            log_pf, _ = policy_log_probs(self.env, self.policy)
+        target, _ = target_distribution(RewardSwap(self.env, self.log_reward))
+        return distances(terminal_distribution(self.env, log_pf), target)
+
+
+def load_sampler(path: str | Path, device: str | None = None) -> Sampler:
+    """The sampler of a pretraining or fine-tuning run folder (see the module docstring)."""
+    path = Path(path)
+    state = checkpoint.load(path / "checkpoint.pt", map_location="cpu")
+    kind = state.get("kind")
+    if kind == PRETRAIN_KIND:
+        trainer = load_pretrained(path, device)
+        return Sampler(trainer.env, trainer.policy)
+    if kind != FINETUNE_KIND:
+        raise CheckpointError(f"{path} holds neither a pretrained nor a fine-tuned OC-GFN")
+    config = RunConfig.from_dict(state["config"])
+    env = make_env(config.env, device=resolve_device(device or state["finetune"]["device"]), **config.env_params)
+    if state["method"] == "exact":
+        policy = TablePolicy(state["log_pf"])
+    else:
+        policy = Policy(env, **state["policy_spec"])
+        policy.load_state_dict(state["policy"])
+    return Sampler(env, policy.to(env.device), downstream_log_reward(env, state["finetune"]["reward"]))

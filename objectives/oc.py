@@ -1,0 +1,55 @@
+"""Outcome-conditioned GFlowNets (Pan, Jain, Madan, Bengio 2024, arXiv 2310.03419).
+
+Pretraining is reward-free: the target outcome y is part of the conditioning and
+the conditional reward is R(x|y) = 1[x = y]. log 0 is not representable, so a
+failure gets ``log R(x|y) = log_floor`` (``outcome_log_reward``); the default
+floor, -10 (R ~ 4.5e-5), keeps a failure's residual at the scale of a few nats
+while still making a failed edge ~e^10 times less likely than a succeeded one.
+
+Outcome teleportation: the trajectory's terminal log R(x|y) enters the balance of
+every move of it, so one failure pushes all of its moves down at once:
+    move t:  log F(s_t|y) + log P_F(s_{t+1}|s_t,y) - log F(s_{t+1}|y) - log P_B(s_t|s_{t+1},y) - log R(x|y)
+    exit:    log F(x|y) + log P_F(stop|x,y) - log R(x|y)
+The exit is DB's own boundary, where R enters anyway: it is not teleported a second
+time there. On a success log R = 0 and both reduce to plain conditional DB, so the
+flows learnt on successes are the exact conditional flows F(s|y).
+
+Fine-tuning on a downstream reward R' with the amortised predictor: a network N
+(unnormalised edge flows, N(s'|s)) and a posterior Q(y|s, s') over outcomes satisfy
+    N(s'|s) Q(y|s, s') = R'(y) F(s|y) P_F(s'|s,y)     for every y,
+so N is the marginal numerator sum_y R'(y) F(s|y) P_F(s'|s,y), and sampling
+s' ~ N(.|s) / sum N(.|s) is the marginal policy P_F^{R'}.
+"""
+import torch
+
+from gflownet.objectives.db import detailed_balance
+from gflownet.trajectories import transition_masks
+
+DEFAULT_LOG_FLOOR = -10.0
+
+
+def outcome_log_reward(success: torch.Tensor, log_floor: float = DEFAULT_LOG_FLOOR) -> torch.Tensor:
+    """log R(x|y) ``[B]``: 0 where ``success`` (bool ``[B]``), else ``log_floor``."""
+    return torch.where(success, 0.0, log_floor)
+
+
+def teleported_detailed_balance(log_pf, log_pb, log_flow, log_reward, lengths, complete=None):
+    """Conditional DB with outcome teleportation: the mean over all transitions of the squared
+    residual above. Shapes as ``detailed_balance``: ``log_pf``, ``log_pb`` ``[B, T]``,
+    ``log_flow`` ``[B, T+1]`` (F(s_t|y_b)), ``log_reward`` ``[B]`` (log R(x_b|y_b)),
+    ``lengths`` ``[B]`` long, ``complete`` ``[B]`` bool or None."""
+    moves, _ = transition_masks(lengths, complete, log_pf.shape[1])
+    teleported = torch.where(moves, log_reward[:, None], 0.0)  # the exit's own R is DB's boundary term
+    # DB on (log F, log P_F, log P_B + teleported R): the exit residual is left as it is
+    return detailed_balance(log_pf, log_pb + teleported, log_flow, log_reward, lengths, complete)
+
+
+def amortised_finetune_loss(log_n, log_q, log_target):
+    """Mean squared residual of log N(s'|s) + log Q(y|s, s') - log[R'(y) F(s|y) P_F(s'|s,y)].
+
+    Args:
+        log_n: ``[M]`` log N of M transitions (unnormalised).
+        log_q: ``[M, K]`` log Q of K outcomes drawn for each transition.
+        log_target: ``[M, K]`` log R'(y) + log F(s|y) + log P_F(s'|s,y) of those outcomes.
+    """
+    return (log_n[:, None] + log_q - log_target).pow(2).mean()
