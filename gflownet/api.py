@@ -54,7 +54,7 @@ def train(env: str = "hypergrid", objective: str = "tb", out: str | Path | None 
         trainer = Trainer(run_config, progress=progress)
         with open_loggers(logger, None, run_config) as trainer.loggers:
             return Run(trainer, None, trainer.run())
-    train_folder(run_config, Path(out), overwrite, progress, logger)
+    train_folder(run_config, Path(out), overwrite, progress, loggers=logger)
     return Run.load(out, run_config.train.device)
 
 
