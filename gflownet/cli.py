@@ -57,19 +57,18 @@ def train(config: RunConfig, out: Path, overwrite: bool = False, progress: bool 
           loggers: str | Sequence[str] = "jsonl") -> dict:
     """Train (or resume) the run in ``out``; returns the summary. ``loggers``: the
     metric sinks (``gflownet.tracking``), e.g. ``"jsonl,tensorboard"``."""
-    from gflownet.tracking import open_loggers, parse_loggers
+    from gflownet.tracking import open_loggers
     from gflownet.trainer import Trainer
 
     trainer = Trainer(config, out, progress=progress)  # validates everything before touching the disk
-    parse_loggers(loggers)
-    if overwrite:
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-    if trainer.resume():
-        print(f"resuming {out} at step {trainer.step_count} of {trainer.total_steps}", file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", config.to_dict())
-    with open_loggers(loggers, out, config) as trainer.loggers:
+    with open_loggers(loggers, out, config) as trainer.loggers:  # so does a logger's missing package
+        if overwrite:
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
+        if trainer.resume():
+            print(f"resuming {out} at step {trainer.step_count} of {trainer.total_steps}", file=sys.stderr)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", config.to_dict())
         return trainer.run()
 
 
