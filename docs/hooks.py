@@ -18,6 +18,7 @@ import shutil
 import tomllib
 from pathlib import Path
 
+from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,6 +88,7 @@ def _link_tree(source: Path, target: Path) -> None:
             link.symlink_to(path)
 
 
+@event_priority(100)  # before mkdocstrings reads its search paths
 def on_config(config):
     tree = ROOT / "build" / "api-src" / "gflownet"
     shutil.rmtree(tree.parent, ignore_errors=True)

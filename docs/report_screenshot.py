@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run = gflownet.train(env="hypergrid", objective="tb", out=Path(tmp) / "hypergrid-2d", dim=2, side=16,
-                             batch_size=64, trajectories=32_000, log_every=10, eval_every=2_000)
+                             batch_size=16, trajectories=32_000, log_every=25, eval_every=2_000)
         print(screenshot(run.report(top_k=10), Path(args.out)))
 
 

@@ -22,22 +22,24 @@ from gflownet.config import RunConfig, load_config_file
 from gflownet.run import Run
 
 
-def make_config(env: str = "hypergrid", objective: str = "tb", config: RunConfig | str | Path | None = None,
-                **params: Any) -> RunConfig:
-    """A ``RunConfig``: ``config`` (an object or a YAML/JSON file; default: the defaults)
-    with ``env``, ``objective`` and the ``--set`` parameters ``params`` applied."""
+def make_config(env: str | None = None, objective: str | None = None,
+                config: RunConfig | str | Path | None = None, **params: Any) -> RunConfig:
+    """A ``RunConfig``: ``config`` (an object or a YAML/JSON file; default: the defaults,
+    hypergrid and tb) with ``env``, ``objective`` (None: keep the config's) and the
+    ``--set`` parameters ``params`` applied, as ``gflownet train`` does."""
     if isinstance(config, (str, Path)):
         config = load_config_file(config)
     config = RunConfig.from_dict(config.to_dict()) if config else RunConfig()
-    if env != config.env:
+    if env is not None and env != config.env:
         config.env, config.env_params = env, {}
-    config.objective = objective
+    if objective is not None:
+        config.objective = objective
     for key, value in params.items():
         config.set(key.replace("__", "."), value)
     return config
 
 
-def train(env: str = "hypergrid", objective: str = "tb", out: str | Path | None = None, *,
+def train(env: str | None = None, objective: str | None = None, out: str | Path | None = None, *,
           config: RunConfig | str | Path | None = None, logger: str | Sequence[str] = "jsonl",
           overwrite: bool = False, progress: bool = False, **params: Any) -> Run:
     """Train (or resume, as ``gflownet train``) a GFlowNet; returns the trained ``Run``.

@@ -58,23 +58,35 @@ def train(config: RunConfig, out: Path, overwrite: bool = False, progress: bool 
     """Train (or resume) the run in ``out``; returns the summary. ``world``: a
     ``gflownet.distributed.DataParallel`` (rank 0 alone writes), or None. ``loggers``:
     the metric sinks (``gflownet.tracking``), e.g. ``"jsonl,tensorboard"``."""
-    from gflownet.tracking import open_loggers, parse_loggers
     from gflownet.trainer import Trainer
 
     trainer = Trainer(config, out, progress=progress, world=world)  # validates everything before touching the disk
+    return run_in_folder(trainer, out, overwrite, world, loggers)
+
+
+def run_in_folder(trainer, out: Path, overwrite: bool = False, world=None, loggers: str | Sequence[str] = "jsonl",
+                  files=RUN_FILES, extra_json=None) -> dict:
+    """Run a validated trainer in ``out``: clear its ``files`` (``overwrite``) or resume, write
+    ``config.json`` (and ``extra_json``: file name -> data), train; returns the summary."""
+    from gflownet.tracking import open_loggers, parse_loggers
+
     parse_loggers(loggers)
-    if overwrite and trainer.writes:
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-    if world:
-        world.barrier()  # the run folder is settled before any rank reads it
-    if trainer.resume() and trainer.writes:
-        print(f"resuming {out} at step {trainer.step_count} of {trainer.total_steps}", file=sys.stderr)
-    if not trainer.writes:
+    if not trainer.writes:  # another rank of a data-parallel run: rank 0 settles the folder
+        world.barrier()
+        trainer.resume()
         return trainer.run()
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", config.to_dict())
-    with open_loggers(loggers, out, config) as trainer.loggers:
+    with open_loggers(loggers, out, trainer.config) as trainer.loggers:  # a logger's missing package loses nothing
+        if overwrite:
+            for name in files:
+                (out / name).unlink(missing_ok=True)
+        if world:
+            world.barrier()  # the run folder is settled before any rank reads it
+        if trainer.resume():
+            print(f"resuming {out} at step {trainer.step_count} of {trainer.total_steps}", file=sys.stderr)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", trainer.config.to_dict())
+        for name, data in (extra_json or {}).items():
+            write_json(out / name, data)
         return trainer.run()
 
 

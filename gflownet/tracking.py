@@ -66,6 +66,7 @@ class WandbLogger:
         except ImportError:
             raise _missing("wandb", "wandb") from None
         out.mkdir(parents=True, exist_ok=True)
+        self.wandb = wandb
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "gflownet"), name=out.name,
                               dir=str(out), config=config.to_dict(),
                               mode=os.environ.get("WANDB_MODE", "offline"), reinit="create_new")
@@ -75,6 +76,7 @@ class WandbLogger:
 
     def close(self) -> None:
         self.run.finish()
+        self.wandb.teardown()  # waits for W&B's writer process: the run is complete on disk when training returns
 
 
 #: name -> builder(out, config) of the loggers beside metrics.jsonl

@@ -41,6 +41,15 @@ def test_train_without_a_folder_and_qualified_names():
         gflownet.make_config("hypergrid", sidee=3)
 
 
+def test_config_file_then_overrides(tmp_path):
+    (tmp_path / "run.yaml").write_text("env: sets\nenv_params: {size: 8}\nobjective: subtb\ntrain: {lr: 0.01}\n")
+    config = gflownet.make_config(config=tmp_path / "run.yaml", set_size=2, lam=0.5)
+    assert (config.env, config.objective, config.train.lr) == ("sets", "subtb", 0.01)  # the file's, kept
+    assert config.env_params == {"size": 8, "set_size": 2} and config.objective_params == {"lam": 0.5}
+    config = gflownet.make_config("hypergrid", "db", config=config)  # another env starts from its defaults
+    assert (config.env, config.env_params, config.objective, config.train.lr) == ("hypergrid", {}, "db", 0.01)
+
+
 def test_version_everywhere():
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert gflownet.__version__ == version

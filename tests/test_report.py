@@ -40,6 +40,7 @@ def test_report_is_self_contained(grid_run, capsys):
     page = (grid_run / "report.html").read_text()
     assert str(grid_run / "report.html") in capsys.readouterr().out
     assert not re.search(r"(src|href)=\"(?!data:)", page) and "http" not in page  # nothing to fetch
+    assert "<script" not in page
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(images) == 3  # training curves, reward histogram, heat maps (the hypergrid section)
     assert all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)

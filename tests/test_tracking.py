@@ -47,9 +47,13 @@ def test_wandb_offline_run(tmp_path, monkeypatch):
 @pytest.mark.parametrize("logger, module", [("wandb", "wandb"), ("tensorboard", "torch.utils.tensorboard")])
 def test_missing_package_names_the_extra(tmp_path, monkeypatch, capsys, logger, module):
     monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
-    assert main([*TRAIN, "--logger", logger, "--out", str(tmp_path / "run")]) == 2
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"an earlier run")
+    assert main([*TRAIN, "--logger", logger, "--overwrite", "--out", str(run)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: --logger {logger} needs the") and "pip install 'gflownet[tracking]'" in err
+    assert (run / "checkpoint.pt").read_bytes() == b"an earlier run"  # refused before anything was touched
 
 
 def test_logger_names():
