@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 
+from gflownet.environments.atoms import AtomEnv
 from gflownet.environments.base import LOG_REWARD_FLOOR, Environment, checked_log
 from gflownet.environments.fragments import FragmentEnv
 from gflownet.environments.hypergrid import HyperGrid
@@ -10,7 +11,7 @@ from gflownet.environments.sets import SetGeneration
 from gflownet.errors import ConfigError
 
 ENVIRONMENTS: dict[str, type[Environment]] = {"hypergrid": HyperGrid, "sets": SetGeneration,
-                                              "fragments": FragmentEnv}
+                                              "fragments": FragmentEnv, "atoms": AtomEnv}
 
 
 def env_parameters(name: str) -> list[str]:
@@ -37,5 +38,5 @@ def _lookup(name: str) -> type[Environment]:
     return ENVIRONMENTS[name]
 
 
-__all__ = ["ENVIRONMENTS", "Environment", "FragmentEnv", "HyperGrid", "LOG_REWARD_FLOOR", "SetGeneration",
+__all__ = ["AtomEnv", "ENVIRONMENTS", "Environment", "FragmentEnv", "HyperGrid", "LOG_REWARD_FLOOR", "SetGeneration",
            "checked_log", "env_parameters", "make_env"]
