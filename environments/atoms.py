@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from gflownet.environments.base import Environment
-from gflownet.environments.molrewards import make_reward
+from gflownet.environments.molrewards import TemperatureConditioning, make_reward
 from gflownet.errors import ConfigError
 
 N_ORDERS = 3
@@ -48,13 +48,13 @@ def default_valences(elements: list[str]) -> list[int]:
     return out
 
 
-class AtomEnv(Environment):
+class AtomEnv(TemperatureConditioning, Environment):
     """Molecules of at most ``max_atoms`` heavy atoms of ``elements``; R given by ``reward``."""
 
     default_arch = "gnn"
 
     def __init__(self, elements: str = "C,N,O,F,S", max_atoms: int = 12, reward: str = "qed", beta: float = 1.0,
-                 targets: str = "", device: str | torch.device = "cpu"):
+                 targets: str = "", beta_max: float = 0.0, device: str | torch.device = "cpu"):
         if not isinstance(max_atoms, int) or isinstance(max_atoms, bool) or max_atoms < 1:
             raise ConfigError(f"atoms: max_atoms must be an integer >= 1, got {max_atoms!r}")
         self.elements = [e.strip() for e in str(elements).split(",") if e.strip()]
@@ -63,6 +63,7 @@ class AtomEnv(Environment):
         self.valence = torch.tensor([0] + default_valences(self.elements), device=device)  # by token
         self.reward = make_reward(reward, beta=beta, targets=targets)
         self.device = torch.device(device)
+        self._init_conditioning(beta_max)
         N, E, T = max_atoms, len(self.elements), N_ORDERS
         self.max_atoms = N
         self.n_add_atom, self.n_add_bond = N * E * T, N * N * T

@@ -26,25 +26,27 @@ from __future__ import annotations
 import torch
 
 from gflownet.environments.base import Environment
-from gflownet.environments.molrewards import MoleculeReward, make_reward
+from gflownet.environments.molrewards import MoleculeReward, TemperatureConditioning, make_reward
 from gflownet.environments.vocabulary import Vocabulary
 from gflownet.errors import ConfigError
 
 BLOCK, PARENT, PARENT_STEM = 0, 1, 2
 
 
-class FragmentEnv(Environment):
+class FragmentEnv(TemperatureConditioning, Environment):
     """Molecules of at most ``max_blocks`` fragments; R given by ``reward`` (``molrewards``)."""
 
     default_arch = "gnn"
 
     def __init__(self, max_blocks: int = 9, vocabulary: str = "seh_105", reward: str = "qed",
-                 beta: float = 1.0, targets: str = "", device: str | torch.device = "cpu"):
+                 beta: float = 1.0, targets: str = "", beta_max: float = 0.0,
+                 device: str | torch.device = "cpu"):
         if not isinstance(max_blocks, int) or isinstance(max_blocks, bool) or max_blocks < 1:
             raise ConfigError(f"fragments: max_blocks must be an integer >= 1, got {max_blocks!r}")
         self.vocab = Vocabulary.seh_105() if vocabulary == "seh_105" else Vocabulary.from_json(vocabulary)
         self.reward: MoleculeReward = make_reward(reward, beta=beta, targets=targets)
         self.device = torch.device(device)
+        self._init_conditioning(beta_max)
         self.max_blocks, V, S = max_blocks, len(self.vocab), self.vocab.max_stems
         self.n_blocks, self.n_stems_max = V, S
         self.n_attach = max_blocks * S * V

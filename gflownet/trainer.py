@@ -86,8 +86,12 @@ class Trainer:
                               f"{config.env!r} defines no log_energy")
         m = config.model
         needs = self.objective.needs
+        self.cond_dim = getattr(self.env, "cond_dim", 0)  # environments with conditioned rewards
+        if self.cond_dim and "state_energy" in needs:
+            raise ConfigError(f"objective {config.objective!r} needs an energy of every state; it is not defined "
+                              "for a conditioned reward (set beta_max=0)")
         self.policy = Policy(self.env, m.hidden, m.layers, m.backward, flow="log_flow" in needs,
-                             log_z="log_z" in needs, arch=m.arch)
+                             log_z="log_z" in needs, arch=m.arch, cond_dim=self.cond_dim)
         self.policy.to(self.device)
         log_z = {id(p) for p in self.policy.log_z_parameters()}
         self.optimizer = torch.optim.Adam(fused=True, params=[
@@ -119,8 +123,9 @@ class Trainer:
         factor = self._schedule()
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
-        traj = sample_forward(self.env, self.policy, t.batch_size, epsilon=t.epsilon, temperature=t.temperature,
-                              generator=self.generator, max_moves=self._cut())
+        cond = self.env.sample_cond(t.batch_size, self.generator) if self.cond_dim else None
+        traj = sample_forward(self.env, self.policy, t.batch_size, cond=cond, epsilon=t.epsilon,
+                              temperature=t.temperature, generator=self.generator, max_moves=self._cut())
         traj.log_reward = self._score(traj)
         self.transitions += traj.lengths.sum()
         self.last_trajectories = traj
@@ -145,10 +150,15 @@ class Trainer:
 
     def _score(self, traj):
         """log R of the trajectories that exited (the others are never scored: 0)."""
+        def score(states, rows):
+            if traj.cond is None:
+                return self.env.log_reward(states)
+            return self.env.log_reward_cond(states, traj.cond[rows])
+
         if traj.complete is None:
-            return self.env.log_reward(traj.terminal)
+            return score(traj.terminal, slice(None))
         log_reward = torch.zeros(len(traj), device=self.device)
-        log_reward[traj.complete] = self.env.log_reward(traj.terminal[traj.complete])
+        log_reward[traj.complete] = score(traj.terminal[traj.complete], traj.complete)
         return log_reward
 
     def evaluate(self) -> dict:
