@@ -5,8 +5,10 @@ import torch
 from rdkit import Chem
 
 from env_checks import check_steps_invert
+from mol_checks import exact_terminal_distribution, small_config
 from gflownet.environments.atoms import AtomEnv
 from gflownet.errors import ConfigError
+from gflownet.trainer import Trainer
 
 
 def random_states(env, n, seed=0, stop=0.1, visited=None):
@@ -66,41 +68,14 @@ def test_unknown_element_is_named():
         AtomEnv(elements="C,Xx")
 
 
-def _exact_terminal_distribution(env, policy):
-    """P_T(x) of every terminal state by forward DP over the DAG (states grouped by the
-    number of moves made, which every move raises by one)."""
-    from gflownet.policy import masked_log_softmax
-
-    level, prob = env.reset(1), torch.ones(1)
-    terminals, p_terminal = [], []
-    with torch.no_grad():
-        while len(level):
-            mask = env.forward_mask(level)
-            pf = masked_log_softmax(policy.forward_logits(env.featurize(level)), mask).exp()
-            terminals.append(level)
-            p_terminal.append(prob * pf[:, -1])
-            rows, actions = mask[:, :-1].nonzero(as_tuple=True)
-            children = env.step(level[rows], actions)
-            level, inverse = children.unique(dim=0, return_inverse=True)
-            prob = torch.zeros(len(level)).index_add_(0, inverse, prob[rows] * pf[rows, actions])
-    return torch.cat(terminals), torch.cat(p_terminal)
-
-
 def test_tb_with_uniform_pb_matches_the_exact_distribution_on_a_dag():
-    from gflownet.config import RunConfig
-    from gflownet.trainer import Trainer
-
-    config = RunConfig(env="atoms", env_params={"elements": "C,O", "max_atoms": 3, "reward": "qed", "beta": 4.0})
-    config.model.hidden, config.model.layers, config.model.backward = 32, 2, "uniform"
-    config.train.batch_size, config.train.trajectories, config.train.threads = 32, 32 * 300, 1
-    config.train.lr, config.train.eval_every = 3e-3, 0
-    trainer = Trainer(config)
+    trainer = Trainer(small_config("atoms", {"elements": "C,O", "max_atoms": 3, "reward": "qed", "beta": 4.0}))
     env = trainer.env
-    terminals, p0 = _exact_terminal_distribution(env, trainer.policy)
+    terminals, p0 = exact_terminal_distribution(env, trainer.policy.forward_logits)
     smiles = [r[0] for r in env.object_rows(terminals)]
     assert len(set(smiles)) < len(smiles)  # atoms in another slot order: the same molecule, another state
     target = env.log_reward(terminals).softmax(0)
     assert torch.allclose(p0.sum(), torch.tensor(1.0), atol=1e-5) and (p0 - target).abs().sum() > 0.3
     trainer.run()
-    _, p = _exact_terminal_distribution(env, trainer.policy)
+    _, p = exact_terminal_distribution(env, trainer.policy.forward_logits)
     assert (p - target).abs().sum() < 0.15
