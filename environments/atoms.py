@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from gflownet.environments.base import Environment
-from gflownet.environments.molrewards import TemperatureConditioning, make_reward
+from gflownet.environments.molrewards import TemperatureConditioning, make_reward, per_distinct_state
 from gflownet.errors import ConfigError
 
 N_ORDERS = 3
@@ -217,7 +217,7 @@ class AtomEnv(TemperatureConditioning, Environment):
         return mols
 
     def log_reward(self, states):
-        return self.reward.log_reward(self.to_mols(states)).to(states.device)
+        return per_distinct_state(states, lambda x: self.reward.log_reward(self.to_mols(x)).to(x.device))
 
     def log_energy(self, states):
         """E(s) = -log R(molecule of s); 0 for the empty state (forward-looking objectives)."""

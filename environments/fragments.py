@@ -26,7 +26,8 @@ from __future__ import annotations
 import torch
 
 from gflownet.environments.base import Environment
-from gflownet.environments.molrewards import MoleculeReward, TemperatureConditioning, make_reward
+from gflownet.environments.molrewards import (MoleculeReward, TemperatureConditioning, make_reward,
+                                              per_distinct_state)
 from gflownet.environments.vocabulary import Vocabulary
 from gflownet.errors import ConfigError
 
@@ -146,7 +147,7 @@ class FragmentEnv(TemperatureConditioning, Environment):
         return [assemble(self.vocab, row, free[i]) for i, row in enumerate(rows)]
 
     def log_reward(self, states):
-        return self.reward.log_reward(self.to_mols(states)).to(states.device)
+        return per_distinct_state(states, lambda x: self.reward.log_reward(self.to_mols(x)).to(x.device))
 
     def log_energy(self, states):
         """E(s) = -log R(molecule of s) for every state (each is a valid molecule; the

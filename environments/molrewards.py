@@ -322,6 +322,13 @@ def make_reward(spec: str, beta: float = 1.0, targets: str = "") -> MoleculeRewa
     return MoleculeReward(spec, beta, targets)
 
 
+def per_distinct_state(states: torch.Tensor, fn) -> torch.Tensor:
+    """``fn(states)`` ``[B]`` computed once per distinct state (padding repeats terminal
+    states, and trajectories share their first states)."""
+    distinct, inverse = torch.unique(states.flatten(1), dim=0, return_inverse=True)
+    return fn(distinct.view(-1, *states.shape[1:]))[inverse]
+
+
 class TemperatureConditioning:
     """Temperature-conditioned rewards for the molecule environments: with ``beta_max``
     > ``beta``, training draws beta ~ U[beta, beta_max] per trajectory, the policy sees
