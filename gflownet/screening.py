@@ -185,6 +185,9 @@ def screen_run(run, n: int, out, sdf=None, unique=False, filters="", top=0, max_
         raise ConfigError(f"--max-similarity must be in [0, 1], got {max_similarity}")
     if top < 0:
         raise ConfigError(f"--diverse-top must be >= 0, got {top}")
+    from gflownet.environments.molrewards import PROPERTIES
+
+    parse_filters(filters, set(PROPERTIES) | {"reward", "log_reward"})  # bad filters fail before sampling
     states, log_rewards = run.sample(n, temperature, seed, beta=beta)
     cands, stats = screen(run.env, states.cpu(), log_rewards.cpu(), unique, filters, top, max_similarity,
                           mode_threshold)
