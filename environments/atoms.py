@@ -36,13 +36,11 @@ def default_valences(elements: list[str]) -> list[int]:
     from rdkit import Chem
 
     table = Chem.GetPeriodicTable()
+    numbers = {table.GetElementSymbol(z): z for z in range(1, 119)}  # RDKit would print a C++ trace
     out = []
     for symbol in elements:
-        try:
-            z = table.GetAtomicNumber(symbol)
-        except RuntimeError:
-            z = 0
-        if z <= 0 or table.GetDefaultValence(z) <= 0:
+        z = numbers.get(symbol, 0)
+        if z == 0 or table.GetDefaultValence(z) <= 0:
             raise ConfigError(f"atoms: unknown element {symbol!r} (or one without a default valence)")
         out.append(table.GetDefaultValence(z))
     return out
