@@ -75,3 +75,19 @@ def test_temperature_conditioning_learns_every_beta(tiny_vocab):
         assert (p - target).abs().sum() < 0.15, beta
     low, high = (env.log_reward_cond(terminals, env.cond_for(b, len(terminals))).softmax(0) for b in (1.0, 8.0))
     assert (low - high).abs().sum() > 0.3  # the two targets differ: conditioning matters
+
+
+def test_large_action_spaces_draw_from_the_masked_softmax():
+    """Above GUMBEL_MAX_ACTIONS the sampler inverts the CDF: frequencies match softmax."""
+    from gflownet.sampler import GUMBEL_MAX_ACTIONS, _multinomial
+
+    A, n = GUMBEL_MAX_ACTIONS + 500, 40_000
+    logits = torch.randn(A).expand(n, A).clone()
+    legal = torch.tensor([3, 700, A - 1])
+    logits[:, legal] = torch.tensor([0.2, 0.3, 0.5]).log()
+    mask = torch.zeros(n, A, dtype=torch.bool)
+    mask[:, legal] = True
+    a = _multinomial(logits, mask, torch.Generator().manual_seed(0))
+    assert mask[torch.arange(n), a].all()
+    freq = torch.stack([(a == i).float().mean() for i in legal])
+    assert torch.allclose(freq, torch.tensor([0.2, 0.3, 0.5]), atol=0.01)
