@@ -33,5 +33,5 @@ def test_seh_frag_quick(tmp_path):
     rows = seh_frag.main(["--quick", "--out", str(tmp_path)])
     assert {r["method"] for r in rows} == {"tb", "subtb", "fl_subtb"}
     assert all(0 < r["top100"] <= 100 / 8 and r["unique"] >= 1 for r in rows)
-    assert "| fl_subtb | 32 |" in (tmp_path / "seh_frag_quick.md").read_text()
+    assert "| fl_subtb | 0 | 32 |" in (tmp_path / "seh_frag_quick.md").read_text()
     assert (tmp_path / "seh_frag_quick.png").read_bytes()[:4] == b"\x89PNG"
