@@ -3,7 +3,7 @@ blocks, GNN trunk 2 x 64), batch 64, CPU, one torch thread in the sampling proce
 
   rollout          sampled terminal states per second (tensor rollouts only)
   rollout+smiles   the same plus RDKit molecules and canonical SMILES in-process
-  rollout+workers  RDKit in W worker processes while the next batch is sampled
+  rollout+workers  RDKit in W worker processes while the next batches are sampled
   train tb/qed     TB training steps (rollout, QED reward, one packed backward)
 
     python experiments/bench_molecules.py            # writes experiments/results/bench_molecules.*
@@ -46,7 +46,7 @@ def timed(fn, repeats):
     return time.perf_counter() - start, out
 
 
-def bench(batches: int, batch: int, workers: int, train_steps: int) -> list[dict]:
+def bench(batches: int, batch: int, workers: list[int], train_steps: int) -> list[dict]:
     torch.set_num_threads(1)
     env = FragmentEnv()
     policy = Policy(env, hidden=64, layers=2, backward="uniform")
@@ -61,14 +61,16 @@ def bench(batches: int, batch: int, workers: int, train_steps: int) -> list[dict
     seconds, out = timed(lambda: env.object_rows(rollout()), batches)
     rows.append({"case": "rollout+smiles", "per_s": batches * batch / seconds})
     assert all(r[0] for rs in out for r in rs)
-    with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
-        pool.submit(_smiles, rollout().numpy()).result()  # start the workers
-        start = time.perf_counter()
-        futures = [pool.submit(_smiles, rollout().numpy()) for _ in range(batches)]
-        smiles = [s for f in futures for s in f.result()]
-        seconds = time.perf_counter() - start
-    assert len(smiles) == batches * batch and all(smiles)
-    rows.append({"case": f"rollout+workers({workers})", "per_s": len(smiles) / seconds})
+    for n_workers in workers:
+        with ProcessPoolExecutor(n_workers, initializer=_init_worker) as pool:
+            for f in [pool.submit(_smiles, rollout().numpy()) for _ in range(n_workers)]:
+                f.result()  # start the workers
+            start = time.perf_counter()
+            futures = [pool.submit(_smiles, rollout().numpy()) for _ in range(batches)]
+            smiles = [s for f in futures for s in f.result()]
+            seconds = time.perf_counter() - start
+        assert len(smiles) == batches * batch and all(smiles)
+        rows.append({"case": f"rollout+workers({n_workers})", "per_s": len(smiles) / seconds})
     config = RunConfig(env="fragments", env_params={"reward": "qed"})
     config.model.hidden, config.model.backward = 64, "uniform"
     config.train.batch_size, config.train.trajectories, config.train.threads = batch, batch * train_steps, 1
@@ -84,7 +86,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batches", type=int, default=30)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="RDKit worker processes to try")
     p.add_argument("--train-steps", type=int, default=20)
     p.add_argument("--quick", action="store_true", help="a few batches (CI)")
     p.add_argument("--out", default=str(RESULTS))
