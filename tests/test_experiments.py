@@ -26,6 +26,7 @@ def test_bench_molecules_quick(tmp_path):
                                          "train tb/qed"]
     assert all(r["per_s"] > 0 for r in rows)
     assert "| rollout | 64 |" in (tmp_path / "bench_molecules_quick.md").read_text()
+    assert all(r["per_cpu_s"] is None or r["per_cpu_s"] >= r["per_s"] * 0.9 for r in rows)
 
 
 def test_seh_frag_quick(tmp_path):
