@@ -136,9 +136,8 @@ class AtomEnv(TemperatureConditioning, Environment):
 
     def backward_mask(self, states):
         B, N = len(states), self.max_atoms
-        element, bonds = self._parts(states)
+        bonded = states[..., 1:] > 0
         n = self.n_atoms(states)
-        bonded = bonds > 0
         earlier = (bonded & self._upper.T).sum(-1)  # [B, N]: bonds of atom j to atoms k < j
         remove_bond = bonded & self._upper & (earlier[:, None, :] >= 2)
         last = (n - 1).clamp_min(0)
@@ -161,7 +160,7 @@ class AtomEnv(TemperatureConditioning, Environment):
 
     def backward_action(self, states, actions):
         """Forward ``actions`` taken at ``states`` -> the backward action that undoes them."""
-        N, E, T = self.max_atoms, len(self.elements), N_ORDERS
+        N, T = self.max_atoms, N_ORDERS
         b = (actions - self.n_add_atom).clamp(0, self.n_add_bond - 1)
         is_bond = (actions >= self.n_add_atom) & (actions < self.n_add_atom + self.n_add_bond)
         return torch.where(is_bond, (b // (N * T)) * N + (b // T) % N, N * N)

@@ -81,7 +81,8 @@ def bench(batches: int, batch: int, workers: list[int], train_steps: int) -> lis
     config.train.batch_size, config.train.trajectories, config.train.threads = batch, batch * train_steps, 1
     trainer = Trainer(config)
     seconds, cpu, _ = timed(trainer.train_step, train_steps)
-    rows.append({"case": "train tb/qed", "per_s": train_steps * batch / seconds, "per_cpu_s": train_steps * batch / cpu})
+    rows.append({"case": "train tb/qed", "per_s": train_steps * batch / seconds,
+                 "per_cpu_s": train_steps * batch / cpu})
     for r in rows:
         r.update(batch=batch, unit="trajectories/s")
     return rows
