@@ -115,7 +115,7 @@ class Policy(nn.Module):
         objective trains: log Z itself (TB); log F(s_0) (DB, SubTB); the total edge flow
         out of s_0 (FM); log R(s_0) - log P_F(stop|s_0) (modified DB); else None."""
         s0 = env.reset(1)
-        cond = env.cond_for(None, 1) if self.cond_dim else None  # conditioned: at the default condition
+        cond = env.cond_for(None, 1) if self.cond_dim and hasattr(env, "cond_for") else None  # its default
         fwd, _, flow = self.heads(env.featurize(s0), cond)
         if "log_z" in needs:
             return float(self.log_z(cond, 1)[0])
