@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 
+from gflownet.environments.atoms import AtomEnv
 from gflownet.environments.base import LOG_REWARD_FLOOR, Environment, checked_log
 from gflownet.environments.fragments import FragmentEnv
 from gflownet.environments.hypergrid import HyperGrid
@@ -15,7 +16,7 @@ from gflownet.environments.tfbind8 import TFBind8
 from gflownet.errors import ConfigError
 
 ENVIRONMENTS: dict[str, type[Environment]] = {"hypergrid": HyperGrid, "sets": SetGeneration,
-                                              "fragments": FragmentEnv}
+                                              "fragments": FragmentEnv, "atoms": AtomEnv}
 ENVIRONMENTS.update({"sequence": Sequences, "prepend_append": PrependAppendSequences, "tfbind8": TFBind8,
                      "bitseq": BitSequences, "ehrlich": Ehrlich,
                      "rna": RNABinding})
@@ -45,6 +46,6 @@ def _lookup(name: str) -> type[Environment]:
     return ENVIRONMENTS[name]
 
 
-__all__ = ["BitSequences", "ENVIRONMENTS", "Ehrlich", "Environment", "FragmentEnv", "HyperGrid", "LOG_REWARD_FLOOR", "PrependAppendSequences",
+__all__ = ["AtomEnv", "BitSequences", "ENVIRONMENTS", "Ehrlich", "Environment", "FragmentEnv", "HyperGrid", "LOG_REWARD_FLOOR", "PrependAppendSequences",
            "RNABinding", "Sequences", "SetGeneration", "TFBind8",
            "checked_log", "env_parameters", "make_env"]

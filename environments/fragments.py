@@ -26,25 +26,28 @@ from __future__ import annotations
 import torch
 
 from gflownet.environments.base import Environment
-from gflownet.environments.molrewards import MoleculeReward, make_reward
+from gflownet.environments.molrewards import (MoleculeReward, TemperatureConditioning, make_reward,
+                                              per_distinct_state)
 from gflownet.environments.vocabulary import Vocabulary
 from gflownet.errors import ConfigError
 
 BLOCK, PARENT, PARENT_STEM = 0, 1, 2
 
 
-class FragmentEnv(Environment):
+class FragmentEnv(TemperatureConditioning, Environment):
     """Molecules of at most ``max_blocks`` fragments; R given by ``reward`` (``molrewards``)."""
 
     default_arch = "gnn"
 
     def __init__(self, max_blocks: int = 9, vocabulary: str = "seh_105", reward: str = "qed",
-                 beta: float = 1.0, targets: str = "", device: str | torch.device = "cpu"):
+                 beta: float = 1.0, targets: str = "", beta_max: float = 0.0,
+                 device: str | torch.device = "cpu"):
         if not isinstance(max_blocks, int) or isinstance(max_blocks, bool) or max_blocks < 1:
             raise ConfigError(f"fragments: max_blocks must be an integer >= 1, got {max_blocks!r}")
         self.vocab = Vocabulary.seh_105() if vocabulary == "seh_105" else Vocabulary.from_json(vocabulary)
         self.reward: MoleculeReward = make_reward(reward, beta=beta, targets=targets)
         self.device = torch.device(device)
+        self._init_conditioning(beta_max)
         self.max_blocks, V, S = max_blocks, len(self.vocab), self.vocab.max_stems
         self.n_blocks, self.n_stems_max = V, S
         self.n_attach = max_blocks * S * V
@@ -144,7 +147,7 @@ class FragmentEnv(Environment):
         return [assemble(self.vocab, row, free[i]) for i, row in enumerate(rows)]
 
     def log_reward(self, states):
-        return self.reward.log_reward(self.to_mols(states)).to(states.device)
+        return per_distinct_state(states, lambda x: self.reward.log_reward(self.to_mols(x)).to(x.device))
 
     def log_energy(self, states):
         """E(s) = -log R(molecule of s) for every state (each is a valid molecule; the

@@ -320,3 +320,41 @@ def _split(text: str, sep: str) -> list[str]:
 
 def make_reward(spec: str, beta: float = 1.0, targets: str = "") -> MoleculeReward:
     return MoleculeReward(spec, beta, targets)
+
+
+def per_distinct_state(states: torch.Tensor, fn) -> torch.Tensor:
+    """``fn(states)`` ``[B]`` computed once per distinct state (padding repeats terminal
+    states, and trajectories share their first states)."""
+    distinct, inverse = torch.unique(states.flatten(1), dim=0, return_inverse=True)
+    return fn(distinct.view(-1, *states.shape[1:]))[inverse]
+
+
+class TemperatureConditioning:
+    """Temperature-conditioned rewards for the molecule environments: with ``beta_max``
+    > ``beta``, training draws beta ~ U[beta, beta_max] per trajectory, the policy sees
+    cond = [beta / beta_max] and learns R_beta(x) = s(x)^beta for every beta at once;
+    sampling picks beta (``cond_for``). ``beta_max = 0``: unconditional, R = s^beta."""
+
+    def _init_conditioning(self, beta_max: float):
+        if isinstance(beta_max, bool) or not isinstance(beta_max, (int, float)) or beta_max < 0 \
+                or 0 < beta_max <= self.reward.beta:
+            raise ConfigError(f"beta_max must be 0 (no conditioning) or > beta = {self.reward.beta}, got {beta_max!r}")
+        self.beta_max = float(beta_max)
+        self.cond_dim = 1 if beta_max else 0
+
+    def sample_cond(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``[B, 1]``: beta / beta_max with beta ~ U[beta, beta_max]."""
+        u = torch.rand(batch, 1, device=self.device, generator=generator)
+        return (self.reward.beta + u * (self.beta_max - self.reward.beta)) / self.beta_max
+
+    def cond_for(self, beta: float | None, batch: int) -> torch.Tensor:
+        """``[B, 1]`` conditioning for sampling at ``beta`` (default: beta_max)."""
+        beta = self.beta_max if beta is None else float(beta)
+        if not self.reward.beta <= beta <= self.beta_max:
+            raise ConfigError(f"beta must be in the trained range [{self.reward.beta}, {self.beta_max}], got {beta}")
+        return torch.full((batch, 1), beta / self.beta_max, device=self.device)
+
+    def log_reward_cond(self, states: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """log R_beta(x) = beta * log s(x) ``[B]`` with beta = cond * beta_max."""
+        beta = (cond[:, 0] * self.beta_max).cpu()
+        return self.reward.log_reward(self.to_mols(states), beta).to(states.device)

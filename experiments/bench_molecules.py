@@ -3,8 +3,11 @@ blocks, GNN trunk 2 x 64), batch 64, CPU, one torch thread in the sampling proce
 
   rollout          sampled terminal states per second (tensor rollouts only)
   rollout+smiles   the same plus RDKit molecules and canonical SMILES in-process
-  rollout+workers  RDKit in W worker processes while the next batch is sampled
+  rollout+workers  RDKit in W worker processes while the next batches are sampled
   train tb/qed     TB training steps (rollout, QED reward, one packed backward)
+
+Wall-clock rates, and rates per CPU second of the sampling process (what one free
+core would give where the machine is shared).
 
     python experiments/bench_molecules.py            # writes experiments/results/bench_molecules.*
     python experiments/bench_molecules.py --quick
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -40,13 +44,14 @@ def _smiles(states):
 
 
 def timed(fn, repeats):
-    fn()  # warm-up
-    start = time.perf_counter()
+    """(wall seconds, CPU seconds of this process, outputs) of ``repeats`` calls after a warm-up."""
+    fn()
+    start, cpu = time.perf_counter(), time.process_time()
     out = [fn() for _ in range(repeats)]
-    return time.perf_counter() - start, out
+    return time.perf_counter() - start, time.process_time() - cpu, out
 
 
-def bench(batches: int, batch: int, workers: int, train_steps: int) -> list[dict]:
+def bench(batches: int, batch: int, workers: list[int], train_steps: int) -> list[dict]:
     torch.set_num_threads(1)
     env = FragmentEnv()
     policy = Policy(env, hidden=64, layers=2, backward="uniform")
@@ -56,25 +61,28 @@ def bench(batches: int, batch: int, workers: int, train_steps: int) -> list[dict
     def rollout():
         return sample_forward(env, policy, batch, generator=generator).terminal
 
-    seconds, _ = timed(rollout, batches)
-    rows.append({"case": "rollout", "per_s": batches * batch / seconds})
-    seconds, out = timed(lambda: env.object_rows(rollout()), batches)
-    rows.append({"case": "rollout+smiles", "per_s": batches * batch / seconds})
+    seconds, cpu, _ = timed(rollout, batches)
+    rows.append({"case": "rollout", "per_s": batches * batch / seconds, "per_cpu_s": batches * batch / cpu})
+    seconds, cpu, out = timed(lambda: env.object_rows(rollout()), batches)
+    rows.append({"case": "rollout+smiles", "per_s": batches * batch / seconds, "per_cpu_s": batches * batch / cpu})
     assert all(r[0] for rs in out for r in rs)
-    with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
-        pool.submit(_smiles, rollout().numpy()).result()  # start the workers
-        start = time.perf_counter()
-        futures = [pool.submit(_smiles, rollout().numpy()) for _ in range(batches)]
-        smiles = [s for f in futures for s in f.result()]
-        seconds = time.perf_counter() - start
-    assert len(smiles) == batches * batch and all(smiles)
-    rows.append({"case": f"rollout+workers({workers})", "per_s": len(smiles) / seconds})
+    for n_workers in workers:
+        with ProcessPoolExecutor(n_workers, initializer=_init_worker) as pool:
+            for f in [pool.submit(_smiles, rollout().numpy()) for _ in range(n_workers)]:
+                f.result()  # start the workers
+            start = time.perf_counter()
+            futures = [pool.submit(_smiles, rollout().numpy()) for _ in range(batches)]
+            smiles = [s for f in futures for s in f.result()]
+            seconds = time.perf_counter() - start
+        assert len(smiles) == batches * batch and all(smiles)
+        rows.append({"case": f"rollout+workers({n_workers})", "per_s": len(smiles) / seconds, "per_cpu_s": None})
     config = RunConfig(env="fragments", env_params={"reward": "qed"})
     config.model.hidden, config.model.backward = 64, "uniform"
     config.train.batch_size, config.train.trajectories, config.train.threads = batch, batch * train_steps, 1
     trainer = Trainer(config)
-    seconds, _ = timed(trainer.train_step, train_steps)
-    rows.append({"case": "train tb/qed", "per_s": train_steps * batch / seconds})
+    seconds, cpu, _ = timed(trainer.train_step, train_steps)
+    rows.append({"case": "train tb/qed", "per_s": train_steps * batch / seconds,
+                 "per_cpu_s": train_steps * batch / cpu})
     for r in rows:
         r.update(batch=batch, unit="trajectories/s")
     return rows
@@ -84,7 +92,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batches", type=int, default=30)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="RDKit worker processes to try")
     p.add_argument("--train-steps", type=int, default=20)
     p.add_argument("--quick", action="store_true", help="a few batches (CI)")
     p.add_argument("--out", default=str(RESULTS))
@@ -96,8 +104,11 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     name = "bench_molecules_quick" if args.quick else "bench_molecules"
     (out / f"{name}.json").write_text(json.dumps(rows, indent=2))
-    lines = ["| case | batch | trajectories/s |", "|---|---|---|"]
-    lines += [f"| {r['case']} | {r['batch']} | {r['per_s']:.0f} |" for r in rows]
+    load = os.getloadavg()[0]
+    lines = [f"load average {load:.1f} on {os.cpu_count()} cores during the run", "",
+             "| case | batch | trajectories/s (wall) | per CPU second of the sampling process |", "|---|---|---|---|"]
+    lines += [f"| {r['case']} | {r['batch']} | {r['per_s']:.0f} | "
+              f"{'-' if r['per_cpu_s'] is None else format(r['per_cpu_s'], '.0f')} |" for r in rows]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return rows

@@ -9,7 +9,7 @@ E(s) = -log R of every partial molecule. Reported against trajectories seen:
   modes    distinct molecules with proxy >= --mode-raw (default 7.0, i.e. s >= 0.875)
            and Morgan Tanimoto < 0.7 to every other mode (greedy in reward order)
 
-    python experiments/seh_frag.py --trajectories 4000      # experiments/results/seh_frag.*
+    python experiments/seh_frag.py --trajectories 6400 --seeds 0 1   # experiments/results/seh_frag.*
     python experiments/seh_frag.py --quick                  # a smoke run (CI)
 """
 from __future__ import annotations
@@ -84,18 +84,44 @@ def run_method(method, trajectories, batch, seed, hidden, layers, every, mode_ra
     return rows
 
 
-def plot(rows, path, methods):
+def plot(rows, path):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key in zip(axes, ("top100", "modes")):
-        for m in methods:
-            mine = [r for r in rows if r["method"] == m]
-            ax.plot([r["trajectories"] for r in mine], [r[key] for r in mine], label=m)
+        for (m, seed), mine in groups(rows).items():
+            ax.plot([r["trajectories"] for r in mine], [r[key] for r in mine], label=f"{m} seed {seed}")
         ax.set_xlabel("trajectories")
         ax.set_ylabel({"top100": "top-100 mean reward (proxy / 8)", "modes": "modes"}[key])
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def groups(rows) -> dict:
+    """(method, seed) -> its rows, in the order they first appear."""
+    out = {}
+    for r in rows:
+        out.setdefault((r["method"], int(r["seed"])), []).append(r)
+    return out
+
+
+def write_outputs(rows, out: Path, name: str, title: str) -> str:
+    """CSV, PNG and a markdown table (last row of each method and seed) of ``rows``."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f"{name}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(rows, out / f"{name}.png")
+    lines = [title, "", "| method | seed | trajectories | top-100 mean reward | modes | distinct molecules | seconds |",
+             "|---|---|---|---|---|---|---|"]
+    for (m, seed), mine in groups(rows).items():
+        last = mine[-1]
+        lines.append(f"| {m} | {seed} | {last['trajectories']} | {float(last['top100']):.3f} | {last['modes']} "
+                     f"| {last['unique']} | {float(last['seconds']):.0f} |")
+    table = "\n".join(lines) + "\n"
+    (out / f"{name}.md").write_text(table)
+    return table
 
 
 def main(argv=None):
@@ -103,40 +129,30 @@ def main(argv=None):
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--trajectories", type=int, default=4000)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--every", type=int, default=512, help="trajectories between two rows")
     p.add_argument("--mode-raw", type=float, default=7.0, help="proxy value from which a molecule may be a mode")
     p.add_argument("--beta", type=float, default=10.0, help="reward exponent")
+    p.add_argument("--combine", nargs="+", metavar="CSV",
+                   help="only rebuild the table and plot from these CSVs (runs made separately)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     if args.quick:
         args.trajectories, args.batch, args.every = 32, 16, 16
-    rows = []
-    for method in args.methods:
-        rows += run_method(method, args.trajectories, args.batch, args.seed, args.hidden, args.layers,
-                           args.every, args.mode_raw, args.beta)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    name = "seh_frag_quick" if args.quick else "seh_frag"
-    with open(out / f"{name}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    plot(rows, out / f"{name}.png", args.methods)
-    lines = [f"sEH fragments, {args.trajectories} trajectories, batch {args.batch}, beta {args.beta}, "
-             f"GNN {args.layers}x{args.hidden}, seed {args.seed}, modes: proxy >= {args.mode_raw}", "",
-             "| method | trajectories | top-100 mean reward | modes | distinct molecules | seconds |",
-             "|---|---|---|---|---|---|"]
-    for m in args.methods:
-        last = [r for r in rows if r["method"] == m][-1]
-        lines.append(f"| {m} | {last['trajectories']} | {last['top100']:.3f} | {last['modes']} | {last['unique']} "
-                     f"| {last['seconds']:.0f} |")
-    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    title = (f"sEH fragments, batch {args.batch}, beta {args.beta}, GNN {args.layers}x{args.hidden}, "
+             f"modes: proxy >= {args.mode_raw}")
+    if args.combine:
+        rows = [r for path in args.combine for r in csv.DictReader(open(path))]
+    else:
+        rows = [r for seed in args.seeds for method in args.methods
+                for r in run_method(method, args.trajectories, args.batch, seed, args.hidden, args.layers,
+                                    args.every, args.mode_raw, args.beta)]
+    table = write_outputs(rows, Path(args.out), "seh_frag_quick" if args.quick else "seh_frag", title)
+    print(table)
     return rows
 
 

@@ -133,7 +133,7 @@ def cmd_sample(args) -> None:
         from gflownet.screening import screen_run
 
         stats = screen_run(run, args.n, args.out, args.sdf, args.unique, args.filter, args.diverse_top,
-                           args.max_similarity, args.mode_threshold, args.temperature, args.seed)
+                           args.max_similarity, args.mode_threshold, args.temperature, args.seed, args.beta)
         print(_table(stats))
         print(f"{stats['rows_written']} molecules written to {args.out}" + (f" and {args.sdf}" if args.sdf else ""))
         return
@@ -294,6 +294,8 @@ def parser() -> argparse.ArgumentParser:
     screening.add_argument("--max-similarity", type=float, default=0.4, help="for --diverse-top (default 0.4)")
     screening.add_argument("--mode-threshold", type=float,
                            help="reward above which a molecule may be a mode (default: the 90th percentile)")
+    screening.add_argument("--beta", type=float,
+                           help="temperature-conditioned runs: the reward exponent to sample at (default: beta_max)")
 
     p = sub.add_parser("plot", help="training curves (and heat map for hypergrids) of a run")
     p.add_argument("run", help="run folder")

@@ -22,6 +22,8 @@ from torch import nn
 from torch_geometric.data import Batch
 from torch_geometric.nn import GINEConv
 
+from gflownet.errors import ConfigError
+
 
 def graph_batch(node_tokens: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, edge_tokens: torch.Tensor) -> Batch:
     """A Batch of B graphs with N node slots each.
@@ -100,7 +102,7 @@ class GraphHead(nn.Module):
         super().__init__()
         for kind, _ in layout:
             if kind not in ("node", "pair", "graph"):
-                raise ValueError(f"unknown layout segment {kind!r}")
+                raise ConfigError(f"unknown action layout segment {kind!r} (use node, pair or graph)")
         self.kinds = [kind for kind, _ in layout]
         self.linears = nn.ModuleList(nn.Linear(hidden, k) for _, k in layout)
 
@@ -123,7 +125,5 @@ class GraphHead(nn.Module):
 def build_gnn_trunk(env, hidden: int, layers: int, cond_dim: int) -> nn.Module:
     for name in ("node_vocab", "edge_vocab", "forward_layout", "backward_layout"):
         if not hasattr(env, name):
-            from gflownet.errors import ConfigError
-
             raise ConfigError(f"the gnn trunk needs a graph environment; {type(env).__name__} has no {name}")
     return GNNTrunk(env, hidden, layers, cond_dim)

@@ -115,9 +115,10 @@ class Policy(nn.Module):
         objective trains: log Z itself (TB); log F(s_0) (DB, SubTB); the total edge flow
         out of s_0 (FM); log R(s_0) - log P_F(stop|s_0) (modified DB); else None."""
         s0 = env.reset(1)
-        fwd, _, flow = self.heads(env.featurize(s0))
+        cond = env.cond_for(None, 1) if self.cond_dim and hasattr(env, "cond_for") else None  # its default
+        fwd, _, flow = self.heads(env.featurize(s0), cond)
         if "log_z" in needs:
-            return float(self.log_z(None, 1)[0])
+            return float(self.log_z(cond, 1)[0])
         if "log_flow" in needs:
             return float(flow[0])
         mask = env.forward_mask(s0)

@@ -61,8 +61,9 @@ class Run:
         return cls(trainer, path)
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0, seed: int = 0, batch_size: int = 4096):
-        """``n`` terminal objects ``[n, *state_shape]`` and their log-rewards ``[n]``."""
+    def sample(self, n: int, temperature: float = 1.0, seed: int = 0, batch_size: int = 4096, beta=None):
+        """``n`` terminal objects ``[n, *state_shape]`` and their log-rewards ``[n]``; a
+        reward-conditioned run samples at ``beta`` (default: its largest)."""
         if n < 1:
             raise ConfigError(f"the number of samples must be >= 1, got {n}")
         if temperature <= 0:
@@ -70,10 +71,14 @@ class Run:
         generator = torch.Generator(self.trainer.device).manual_seed(seed)
         xs = []
         for start in range(0, n, batch_size):
-            traj = sample_forward(self.env, self.policy, min(batch_size, n - start),
-                                  temperature=temperature, generator=generator)
+            size = min(batch_size, n - start)
+            cond = self.env.cond_for(beta, size) if self.trainer.cond_dim else None
+            traj = sample_forward(self.env, self.policy, size, cond=cond, temperature=temperature,
+                                  generator=generator)
             xs.append(traj.terminal)
         x = torch.cat(xs)
+        if self.trainer.cond_dim:
+            return x, self.env.log_reward_cond(x, self.env.cond_for(beta, len(x)))
         return x, self.env.log_reward(x)
 
     def write_csv(self, path: str | Path, n: int, temperature: float = 1.0, seed: int = 0) -> Path:

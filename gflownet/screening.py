@@ -177,14 +177,18 @@ def screen(env, states, log_rewards, unique=False, filters="", top: int = 0, max
 
 
 def screen_run(run, n: int, out, sdf=None, unique=False, filters="", top=0, max_similarity=0.4,
-               mode_threshold=None, temperature=1.0, seed=0) -> dict:
+               mode_threshold=None, temperature=1.0, seed=0, beta=None) -> dict:
     """Sample ``n`` molecules from a trained ``Run``, screen them, write ``out`` (CSV)
-    and ``sdf``; returns the summary (with the number of rows written)."""
+    and ``sdf``; returns the summary (with the number of rows written). ``beta``: the reward
+    exponent to sample at, for a temperature-conditioned run."""
     if not 0 <= max_similarity <= 1:
         raise ConfigError(f"--max-similarity must be in [0, 1], got {max_similarity}")
     if top < 0:
         raise ConfigError(f"--diverse-top must be >= 0, got {top}")
-    states, log_rewards = run.sample(n, temperature, seed)
+    from gflownet.environments.molrewards import PROPERTIES
+
+    parse_filters(filters, set(PROPERTIES) | {"reward", "log_reward"})  # bad filters fail before sampling
+    states, log_rewards = run.sample(n, temperature, seed, beta=beta)
     cands, stats = screen(run.env, states.cpu(), log_rewards.cpu(), unique, filters, top, max_similarity,
                           mode_threshold)
     write_csv(out, cands)

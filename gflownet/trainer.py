@@ -91,6 +91,9 @@ class Trainer:
                               f"{config.env!r} defines no log_energy")
         m = config.model
         needs = self.objective.needs
+        if self.cond_dim() and "state_energy" in needs:
+            raise ConfigError(f"objective {config.objective!r} needs an energy of every state; it is not defined "
+                              "for a conditioned reward (set beta_max=0)")
         self.policy = Policy(self.env, m.hidden, m.layers, m.backward, flow="log_flow" in needs,
                              log_z="log_z" in needs, arch=m.arch, cond_dim=self.cond_dim())
         self.policy.to(self.device)
@@ -115,13 +118,15 @@ class Trainer:
 
     # -- hooks a task overrides (outcome-conditioned pretraining: gflownet.pretrain) ---
     def cond_dim(self) -> int:
-        """Width of the policy's conditioning tensor (0: unconditional)."""
-        return 0
+        """Width of the policy's conditioning tensor: the environment's ``cond_dim`` where its
+        reward is conditioned (temperature), else 0."""
+        return getattr(self.env, "cond_dim", 0)
 
     def collect(self):
         """The scored trajectories of one training step: a fresh on-policy batch."""
         t = self.config.train
-        traj = sample_forward(self.env, self.policy, self.local_batch, epsilon=t.epsilon,
+        cond = self.env.sample_cond(self.local_batch, self.generator) if self.cond_dim() else None
+        traj = sample_forward(self.env, self.policy, self.local_batch, cond=cond, epsilon=t.epsilon,
                               temperature=t.temperature, generator=self.generator, max_moves=self._cut())
         traj.log_reward = self._score(traj)
         return traj
@@ -179,10 +184,15 @@ class Trainer:
 
     def _score(self, traj):
         """log R of the trajectories that exited (the others are never scored: 0)."""
+        def score(states, rows):
+            if traj.cond is None:
+                return self.env.log_reward(states)
+            return self.env.log_reward_cond(states, traj.cond[rows])
+
         if traj.complete is None:
-            return self.env.log_reward(traj.terminal)
+            return score(traj.terminal, slice(None))
         log_reward = torch.zeros(len(traj), device=self.device)
-        log_reward[traj.complete] = self.env.log_reward(traj.terminal[traj.complete])
+        log_reward[traj.complete] = score(traj.terminal[traj.complete], traj.complete)
         return log_reward
 
     def evaluate(self) -> dict:

@@ -45,9 +45,11 @@ def test_bench_molecules_quick(tmp_path):
     import bench_molecules
 
     rows = bench_molecules.main(["--quick", "--out", str(tmp_path)])
-    assert [r["case"] for r in rows] == ["rollout", "rollout+smiles", "rollout+workers(2)", "train tb/qed"]
+    assert [r["case"] for r in rows] == ["rollout", "rollout+smiles", "rollout+workers(1)", "rollout+workers(2)",
+                                         "train tb/qed"]
     assert all(r["per_s"] > 0 for r in rows)
     assert "| rollout | 64 |" in (tmp_path / "bench_molecules_quick.md").read_text()
+    assert all(r["per_cpu_s"] is None or r["per_cpu_s"] >= r["per_s"] * 0.9 for r in rows)
 
 
 def test_seh_frag_quick(tmp_path):
@@ -56,5 +58,5 @@ def test_seh_frag_quick(tmp_path):
     rows = seh_frag.main(["--quick", "--out", str(tmp_path)])
     assert {r["method"] for r in rows} == {"tb", "subtb", "fl_subtb"}
     assert all(0 < r["top100"] <= 100 / 8 and r["unique"] >= 1 for r in rows)
-    assert "| fl_subtb | 32 |" in (tmp_path / "seh_frag_quick.md").read_text()
+    assert "| fl_subtb | 0 | 32 |" in (tmp_path / "seh_frag_quick.md").read_text()
     assert (tmp_path / "seh_frag_quick.png").read_bytes()[:4] == b"\x89PNG"

@@ -4,11 +4,11 @@ of a small fragment space (enumerated here)."""
 import pytest
 import torch
 
-from gflownet.config import RunConfig
+from mol_checks import exact_terminal_distribution, small_config
+
 from gflownet.environments.fragments import FragmentEnv
 from gflownet.environments.vocabulary import Vocabulary
-from gflownet.gnn import GraphHidden
-from gflownet.policy import Policy, masked_log_softmax
+from gflownet.policy import Policy
 from gflownet.trainer import Trainer
 
 
@@ -39,21 +39,6 @@ def test_featurize_builds_one_batch_with_tree_edges():
     assert batch.edge_attr.tolist() == [3, 3]
 
 
-def _exact_terminal_distribution(env, policy):
-    """log P_T(x) of every terminal state of a tree-shaped space, by enumeration."""
-    frontier, log_p = env.reset(1), torch.zeros(1)
-    terminals, log_pt = [], []
-    with torch.no_grad():
-        while len(frontier):
-            mask = env.forward_mask(frontier)
-            lp = masked_log_softmax(policy.forward_logits(env.featurize(frontier)), mask)
-            terminals.append(frontier[mask[:, -1]])
-            log_pt.append((log_p + lp[:, -1])[mask[:, -1]])
-            rows, actions = mask[:, :-1].nonzero(as_tuple=True)
-            frontier, log_p = env.step(frontier[rows], actions), log_p[rows] + lp[rows, actions]
-    return torch.cat(terminals), torch.cat(log_pt)
-
-
 @pytest.fixture
 def tiny_vocab(tmp_path):
     path = tmp_path / "vocab.json"
@@ -62,19 +47,47 @@ def tiny_vocab(tmp_path):
 
 
 def test_tb_with_the_gnn_matches_the_exact_distribution(tiny_vocab):
-    config = RunConfig(env="fragments", env_params={"max_blocks": 2, "vocabulary": tiny_vocab, "reward": "qed",
-                                                    "beta": 4.0})
-    config.model.hidden, config.model.layers, config.model.backward = 32, 2, "uniform"
-    config.train.batch_size, config.train.trajectories, config.train.threads = 32, 32 * 250, 1
-    config.train.lr, config.train.eval_every = 3e-3, 0
-    trainer = Trainer(config)
+    trainer = Trainer(small_config("fragments", {"max_blocks": 2, "vocabulary": tiny_vocab, "reward": "qed",
+                                                 "beta": 4.0}, steps=250))
     env = trainer.env
-    terminals, log_pt0 = _exact_terminal_distribution(env, trainer.policy)
+    terminals, p0 = exact_terminal_distribution(env, trainer.policy.forward_logits)
     target = env.log_reward(terminals).softmax(0)
-    assert (log_pt0.exp() - target).abs().sum() > 0.3  # far from the target before training
+    assert (p0 - target).abs().sum() > 0.3  # far from the target before training
     assert len(terminals) == 3 + 2 * 3 + 1 * 3 + 2 * 3  # C: 2 stems, O: 1, pyridine: 2
     trainer.run()
-    _, log_pt = _exact_terminal_distribution(env, trainer.policy)
-    assert torch.allclose(log_pt.exp().sum(), torch.tensor(1.0), atol=1e-5)
-    l1 = (log_pt.exp() - target).abs().sum()
+    _, p = exact_terminal_distribution(env, trainer.policy.forward_logits)
+    assert torch.allclose(p.sum(), torch.tensor(1.0), atol=1e-5)
+    l1 = (p - target).abs().sum()
     assert l1 < 0.1, l1
+
+
+def test_temperature_conditioning_learns_every_beta(tiny_vocab):
+    """One conditioned policy, trained on beta ~ U[1, 8], matches R^beta at beta = 1 and 8."""
+    trainer = Trainer(small_config("fragments", {"max_blocks": 2, "vocabulary": tiny_vocab, "reward": "qed",
+                                                 "beta": 1.0, "beta_max": 8.0}))
+    trainer.run()
+    env, policy = trainer.env, trainer.policy
+    for beta in (1.0, 8.0):
+        cond = env.cond_for(beta, 1)
+        terminals, p = exact_terminal_distribution(
+            env, lambda features: policy.forward_logits(features, cond.expand(features.num_graphs, -1)))
+        target = env.log_reward_cond(terminals, env.cond_for(beta, len(terminals))).softmax(0)
+        assert (p - target).abs().sum() < 0.15, beta
+    low, high = (env.log_reward_cond(terminals, env.cond_for(b, len(terminals))).softmax(0) for b in (1.0, 8.0))
+    assert (low - high).abs().sum() > 0.3  # the two targets differ: conditioning matters
+
+
+def test_large_action_spaces_draw_from_the_masked_softmax():
+    """Above GUMBEL_MAX_ACTIONS the sampler inverts the CDF: frequencies match softmax."""
+    from gflownet.sampler import GUMBEL_MAX_ACTIONS, _multinomial
+
+    A, n = GUMBEL_MAX_ACTIONS + 500, 40_000
+    logits = torch.randn(A).expand(n, A).clone()
+    legal = torch.tensor([3, 700, A - 1])
+    logits[:, legal] = torch.tensor([0.2, 0.3, 0.5]).log()
+    mask = torch.zeros(n, A, dtype=torch.bool)
+    mask[:, legal] = True
+    a = _multinomial(logits, mask, torch.Generator().manual_seed(0))
+    assert mask[torch.arange(n), a].all()
+    freq = torch.stack([(a == i).float().mean() for i in legal])
+    assert torch.allclose(freq, torch.tensor([0.2, 0.3, 0.5]), atol=0.01)

@@ -30,6 +30,14 @@ def test_seh_proxy_matches_the_original_on_the_fixture():
         assert abs(r - s["raw_stem_mask_all_zero"]) < 1e-4, s["name"]
 
 
+def test_seh_proxy_matches_the_original_code_on_26_molecules():
+    data = json.loads((Path(__file__).parent / "data" / "seh_original_26.json").read_text())["scores"]
+    raw = SEHProxy.pretrained().score_graphs([mol_graph(Chem.MolFromSmiles(s["smiles"])) for s in data])
+    assert len(data) == 26
+    for s, r in zip(data, raw):
+        assert abs(r - s["raw"]) < 1e-4, s["smiles"]
+
+
 def test_seh_of_fragment_states_matches_the_original_environment():
     """States rebuilt from the original's block indices and junctions score raw_mdp."""
     env = FragmentEnv()

@@ -54,3 +54,25 @@ def test_bad_filter_names_the_culprit():
         screening.parse_filters("qde>0.5", {"qed"})
     with pytest.raises(ConfigError, match="cannot read filter 'qed'"):
         screening.parse_filters("qed", {"qed"})
+
+
+def test_sample_command_writes_the_screening_files(tmp_path, capsys):
+    from gflownet.cli import main
+
+    run = tmp_path / "frag"
+    assert main(["train", "--env", "fragments", "--set", "max_blocks=3", "--set", "hidden=16", "--set", "threads=1",
+                 "--set", "reward=0.5*qed+0.5*sa", "--batch-size", "16", "--trajectories", "32", "--no-progress",
+                 "--out", str(run)]) == 0
+    out_csv, out_sdf = tmp_path / "cands.csv", tmp_path / "cands.sdf"
+    assert main(["sample", str(run), "--n", "200", "--out", str(out_csv), "--sdf", str(out_sdf), "--unique",
+                 "--filter", "qed>0.2,sa<6", "--diverse-top", "20", "--max-similarity", "0.4"]) == 0
+    printed = capsys.readouterr().out
+    assert "unique_fraction" in printed and "mean_pairwise_tanimoto" in printed and "modes" in printed
+    rows = list(csv.DictReader(out_csv.open()))
+    assert 1 <= len(rows) <= 20 and len({r["smiles"] for r in rows}) == len(rows)
+    assert all(float(r["qed"]) > 0.2 and float(r["sa"]) < 6 for r in rows)
+    assert len(list(Chem.SDMolSupplier(str(out_sdf)))) == len(rows)
+    before = out_csv.read_bytes()
+    assert main(["sample", str(run), "--n", "10", "--out", str(out_csv), "--filter", "qde>1"]) == 2
+    assert "unknown property 'qde'" in capsys.readouterr().err
+    assert out_csv.read_bytes() == before  # a failed command leaves the old file whole
