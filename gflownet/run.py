@@ -72,12 +72,12 @@ class Run:
         xs = []
         for start in range(0, n, batch_size):
             size = min(batch_size, n - start)
-            cond = self.env.cond_for(beta, size) if self.trainer.cond_dim else None
+            cond = self.env.cond_for(beta, size) if self.policy.cond_dim else None
             traj = sample_forward(self.env, self.policy, size, cond=cond, temperature=temperature,
                                   generator=generator)
             xs.append(traj.terminal)
         x = torch.cat(xs)
-        if self.trainer.cond_dim:
+        if self.policy.cond_dim:
             return x, self.env.log_reward_cond(x, self.env.cond_for(beta, len(x)))
         return x, self.env.log_reward(x)
 
