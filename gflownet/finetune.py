@@ -137,13 +137,15 @@ class TablePolicy(nn.Module):
 class ExactMarginal:
     """The exact marginal policy of a pretrained OC-GFN for R' (enumerable spaces)."""
 
-    def __init__(self, env: Environment, pretrained: Policy, log_reward: Callable):
+    def __init__(self, env: Environment, pretrained: Policy, log_reward: Callable, tables=None):
+        """``tables``: ``conditional_log_probs(env, pretrained, env.all_outcomes())`` if already
+        computed (they do not depend on R', so several rewards can share them)."""
         if not (env.enumerable and env.has_outcomes):
             raise ConfigError(f"exact marginalisation needs an enumerable outcome space; "
                               f"{type(env).__name__} has none (use --method amortised)")
         self.env = env
         outcomes = env.all_outcomes()
-        log_pf_y, log_flow_y = conditional_log_probs(env, pretrained, outcomes)
+        log_pf_y, log_flow_y = tables or conditional_log_probs(env, pretrained, outcomes)
         log_r = log_reward(outcomes).double()
         self.reward_calls = len(outcomes)
         self.log_pf = marginal_log_pf(log_pf_y, log_flow_y, log_r, edge_reachability(env, outcomes))
