@@ -8,7 +8,9 @@ on the 2-D hypergrid.
    random cells, each the top of a sharp bump over a floor), compare at one budget of
    samples (terminal objects generated while adapting):
      amortised  N, Q trained with the fine-tuning loss (samples from N);
-     exact      the exact marginal policy (samples drawn by rollouts of its table);
+     exact      the exact marginal policy (samples drawn by rollouts of its table), with
+                F(s|y) from the flow head, as the formula is written;
+     exact_visits  the same with F(s|y) read off the visits of P_F(.|y) (one DP);
      scratch    a DB GFlowNet trained on R' from scratch;
      continue   the same, initialised from the pretrained trunk.
    Metrics: distinct modes found among the samples so far; the reward calls spent (exact
@@ -39,7 +41,7 @@ from gflownet.metrics import distances, policy_log_probs, target_distribution, t
 from gflownet.pretrain import OCConfig, PretrainTrainer, conditional_log_probs  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-METHODS = ["amortised", "exact", "scratch", "continue"]
+METHODS = ["amortised", "exact", "exact_visits", "scratch", "continue"]
 
 
 class RandomModes:
@@ -83,8 +85,9 @@ def finetune_curve(method, trainer, reward, args, seed, tables):
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     steps = args.budget // args.ft_batch
-    if method == "exact":
-        sampler = ExactMarginal(env, trainer.policy, log_reward, tables)
+    if method.startswith("exact"):
+        flows = "visits" if method == "exact_visits" else "head"
+        sampler = ExactMarginal(env, trainer.policy, log_reward, tables, flows)
         draw = lambda: (sampler.sample(args.ft_batch, generator).terminal, sampler.reward_calls)  # noqa: E731
     elif method == "amortised":
         sampler = Amortised(env, trainer.policy, log_reward, args.hidden, 2, k=args.k)
@@ -108,7 +111,7 @@ def finetune_curve(method, trainer, reward, args, seed, tables):
         if step % max(steps // 20, 1) == 0 or step == steps:
             rows.append({"samples": step * args.ft_batch, "modes_found": int(found[modes].sum()),
                          "reward_calls": reward_calls})
-    if method == "exact":
+    if method.startswith("exact"):
         log_pf = sampler.log_pf
     else:
         log_pf, _ = policy_log_probs(env, sampler.n if method == "amortised" else sampler.policy)

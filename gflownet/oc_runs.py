@@ -95,8 +95,9 @@ def finetune(pre: Path, ft: FinetuneConfig, out: Path, env: str | None = None, e
     generator = torch.Generator(pretrained.device).manual_seed(ft.seed)
     start = time.perf_counter()
     summary = {"method": ft.method, "reward": ft.reward}
-    if ft.method == "exact":
-        sampler = ExactMarginal(base_env, pretrained.policy, log_reward)
+    if ft.method.startswith("exact"):
+        sampler = ExactMarginal(base_env, pretrained.policy, log_reward,
+                                flows="visits" if ft.method == "exact_visits" else "head")
         state, spec = {"log_pf": sampler.log_pf.float().cpu()}, None
         summary["reward_calls"] = sampler.reward_calls
     elif ft.method == "amortised":
@@ -193,7 +194,7 @@ def load_sampler(path: str | Path, device: str | None = None) -> Sampler:
         raise CheckpointError(f"{path} holds neither a pretrained nor a fine-tuned OC-GFN")
     config = RunConfig.from_dict(state["config"])
     env = make_env(config.env, device=resolve_device(device or state["finetune"]["device"]), **config.env_params)
-    if state["method"] == "exact":
+    if state["method"].startswith("exact"):
         policy = TablePolicy(state["log_pf"])
     else:
         policy = Policy(env, **state["policy_spec"])

@@ -32,7 +32,7 @@ def test_pretrain_writes_a_run_with_success_rates(pre):
     assert evals and 0 <= evals[-1]["success_rate"] <= 1 and "train_success_rate" in evals[-1]
 
 
-@pytest.mark.parametrize("method", ["exact", "amortised", "continue", "scratch"])
+@pytest.mark.parametrize("method", ["exact", "exact_visits", "amortised", "continue", "scratch"])
 def test_finetune_then_sample(pre, tmp_path, capsys, method):
     ft = tmp_path / method
     code, out, err = run_cli(capsys, "finetune", str(pre), "--reward", "tests.user_rewards:corner", "--method", method,
