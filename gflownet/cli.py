@@ -54,13 +54,21 @@ def train(config: RunConfig, out: Path, overwrite: bool = False, progress: bool 
     from gflownet.trainer import Trainer
 
     trainer = Trainer(config, out, progress=progress)  # validates everything before touching the disk
+    return run_in_folder(trainer, out, overwrite)
+
+
+def run_in_folder(trainer, out: Path, overwrite: bool = False, files=RUN_FILES, extra_json=None) -> dict:
+    """Run a validated trainer in ``out``: clear its ``files`` (``overwrite``) or resume, write
+    ``config.json`` (and ``extra_json``: file name -> data), train; returns the summary."""
     if overwrite:
-        for name in RUN_FILES:
+        for name in files:
             (out / name).unlink(missing_ok=True)
     if trainer.resume():
         print(f"resuming {out} at step {trainer.step_count} of {trainer.total_steps}", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", config.to_dict())
+    write_json(out / "config.json", trainer.config.to_dict())
+    for name, data in (extra_json or {}).items():
+        write_json(out / name, data)
     return trainer.run()
 
 

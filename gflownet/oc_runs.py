@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,21 +31,14 @@ from gflownet.sampler import sample_forward
 from gflownet.trainer import resolve_device
 
 FINETUNE_KIND = "oc_finetune"
-PRETRAIN_FILES = ("checkpoint.pt", "metrics.jsonl", "config.json", "oc.json", "summary.json")
 
 
 def pretrain(config: RunConfig, oc: OCConfig, out: Path, overwrite: bool = False, progress: bool = True) -> dict:
     """Pretrain (or resume) the OC-GFN in ``out``; returns the summary."""
+    from gflownet.cli import RUN_FILES, run_in_folder
+
     trainer = PretrainTrainer(config, oc, out, progress=progress)  # validates before touching the disk
-    if overwrite:
-        for name in PRETRAIN_FILES:
-            (out / name).unlink(missing_ok=True)
-    if trainer.resume():
-        print(f"resuming {out} at step {trainer.step_count} of {trainer.total_steps}", file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint.write_json(out / "config.json", config.to_dict())
-    checkpoint.write_json(out / "oc.json", dataclasses.asdict(oc))
-    return trainer.run()
+    return run_in_folder(trainer, out, overwrite, RUN_FILES + ("oc.json",), {"oc.json": dataclasses.asdict(oc)})
 
 
 @dataclass
