@@ -4,11 +4,21 @@ from __future__ import annotations
 import inspect
 
 from gflownet.environments.base import LOG_REWARD_FLOOR, Environment, checked_log
+from gflownet.environments.fragments import FragmentEnv
 from gflownet.environments.hypergrid import HyperGrid
 from gflownet.environments.sets import SetGeneration
+from gflownet.environments.bitseq import BitSequences
+from gflownet.environments.ehrlich import Ehrlich
+from gflownet.environments.rna import RNABinding
+from gflownet.environments.sequences import PrependAppendSequences, Sequences
+from gflownet.environments.tfbind8 import TFBind8
 from gflownet.errors import ConfigError
 
-ENVIRONMENTS: dict[str, type[Environment]] = {"hypergrid": HyperGrid, "sets": SetGeneration}
+ENVIRONMENTS: dict[str, type[Environment]] = {"hypergrid": HyperGrid, "sets": SetGeneration,
+                                              "fragments": FragmentEnv}
+ENVIRONMENTS.update({"sequence": Sequences, "prepend_append": PrependAppendSequences, "tfbind8": TFBind8,
+                     "bitseq": BitSequences, "ehrlich": Ehrlich,
+                     "rna": RNABinding})
 
 
 def env_parameters(name: str) -> list[str]:
@@ -35,5 +45,6 @@ def _lookup(name: str) -> type[Environment]:
     return ENVIRONMENTS[name]
 
 
-__all__ = ["ENVIRONMENTS", "Environment", "HyperGrid", "LOG_REWARD_FLOOR", "SetGeneration",
+__all__ = ["BitSequences", "ENVIRONMENTS", "Ehrlich", "Environment", "FragmentEnv", "HyperGrid", "LOG_REWARD_FLOOR", "PrependAppendSequences",
+           "RNABinding", "Sequences", "SetGeneration", "TFBind8",
            "checked_log", "env_parameters", "make_env"]

@@ -1,4 +1,4 @@
-"""Command line: ``gflownet train | pretrain | finetune | evaluate | sample | plot | demo | list``.
+"""Command line: ``gflownet train | pretrain | finetune | evaluate | sample | plot | report | demo | list``.
 
 Bad input ends with one line on stderr (``error: ...``) and exit status 2.
 """
@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 from gflownet import __version__
 from gflownet.checkpoint import write_json
@@ -34,6 +35,9 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, dest="max_moves", metavar="K",
                    help="cut rollouts after K moves: train on incomplete trajectories (train.max_moves)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--logger", default="jsonl", metavar="NAMES",
+                   help="where metrics go, comma-separated: jsonl (metrics.jsonl, always written), tensorboard "
+                        "(RUN/tensorboard), wandb (offline run in RUN/wandb); default jsonl")
 
 
 def build_config(args) -> RunConfig:
@@ -49,34 +53,59 @@ def build_config(args) -> RunConfig:
     return config
 
 
-def train(config: RunConfig, out: Path, overwrite: bool = False, progress: bool = True) -> dict:
-    """Train (or resume) the run in ``out``; returns the summary."""
+def train(config: RunConfig, out: Path, overwrite: bool = False, progress: bool = True, world=None,
+          loggers: str | Sequence[str] = "jsonl") -> dict:
+    """Train (or resume) the run in ``out``; returns the summary. ``world``: a
+    ``gflownet.distributed.DataParallel`` (rank 0 alone writes), or None. ``loggers``:
+    the metric sinks (``gflownet.tracking``), e.g. ``"jsonl,tensorboard"``."""
     from gflownet.trainer import Trainer
 
-    trainer = Trainer(config, out, progress=progress)  # validates everything before touching the disk
-    return run_in_folder(trainer, out, overwrite)
+    trainer = Trainer(config, out, progress=progress, world=world)  # validates everything before touching the disk
+    return run_in_folder(trainer, out, overwrite, world, loggers)
 
 
-def run_in_folder(trainer, out: Path, overwrite: bool = False, files=RUN_FILES, extra_json=None) -> dict:
+def run_in_folder(trainer, out: Path, overwrite: bool = False, world=None, loggers: str | Sequence[str] = "jsonl",
+                  files=RUN_FILES, extra_json=None) -> dict:
     """Run a validated trainer in ``out``: clear its ``files`` (``overwrite``) or resume, write
     ``config.json`` (and ``extra_json``: file name -> data), train; returns the summary."""
-    if overwrite:
+    from gflownet.tracking import open_loggers, parse_loggers
+
+    parse_loggers(loggers)
+    if overwrite and trainer.writes:
         for name in files:
             (out / name).unlink(missing_ok=True)
-    if trainer.resume():
+    if world:
+        world.barrier()  # the run folder is settled before any rank reads it
+    if trainer.resume() and trainer.writes:
         print(f"resuming {out} at step {trainer.step_count} of {trainer.total_steps}", file=sys.stderr)
+    if not trainer.writes:
+        return trainer.run()
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", trainer.config.to_dict())
     for name, data in (extra_json or {}).items():
         write_json(out / name, data)
-    return trainer.run()
+    with open_loggers(loggers, out, trainer.config) as trainer.loggers:
+        return trainer.run()
 
 
 def cmd_train(args) -> None:
     out = Path(args.out)
-    summary = train(build_config(args), out, args.overwrite, progress=not args.no_progress)
-    print(_table(summary))
-    print(f"run written to {out}/ (checkpoint.pt, metrics.jsonl, summary.json)")
+    config = build_config(args)
+    world = None
+    if args.distributed:
+        from gflownet.distributed import DataParallel
+
+        world = DataParallel.from_environment(config.train.device)
+        config.train.device = world.device(config.train.device)
+    try:
+        summary = train(config, out, args.overwrite, progress=not args.no_progress, world=world,
+                        loggers=args.logger)
+    finally:
+        if world:
+            world.close()
+    if world is None or world.is_main:
+        print(_table(summary))
+        print(f"run written to {out}/ (checkpoint.pt, metrics.jsonl, summary.json)")
 
 
 def cmd_evaluate(args) -> None:
@@ -95,8 +124,18 @@ def cmd_sample(args) -> None:
         if args.temperature != 1.0:
             raise GFlowNetError("--temperature is not available for OC-GFN runs")
         path = load_sampler(args.run, args.device).write_csv(args.out, args.n, args.seed)
-    else:
-        path = Run.load(args.run, args.device).write_csv(args.out, args.n, args.temperature, args.seed)
+        print(f"{args.n} samples written to {path}")
+        return
+    run = Run.load(args.run, args.device)
+    if hasattr(run.env, "to_mols"):  # molecules: screening output (gflownet/screening.py)
+        from gflownet.screening import screen_run
+
+        stats = screen_run(run, args.n, args.out, args.sdf, args.unique, args.filter, args.diverse_top,
+                           args.max_similarity, args.mode_threshold, args.temperature, args.seed)
+        print(_table(stats))
+        print(f"{stats['rows_written']} molecules written to {args.out}" + (f" and {args.sdf}" if args.sdf else ""))
+        return
+    path = run.write_csv(args.out, args.n, args.temperature, args.seed)
     print(f"{args.n} samples written to {path}")
 
 
@@ -131,15 +170,16 @@ def cmd_finetune(args) -> None:
 
 
 def cmd_plot(args) -> None:
-    from gflownet import plots
     from gflownet.run import Run
 
-    run = Run.load(args.run)
-    out = Path(args.out or args.run)
-    written = [plots.training_curves(Path(args.run) / "metrics.jsonl", out / "training_curve.png")]
-    if run.config.env == "hypergrid":
-        written.append(plots.grid_heatmap(run.env, run.policy, out / "heatmap.png"))
+    written = Run.load(args.run).plot(args.out)
     print("plots written:", ", ".join(map(str, written)))
+
+
+def cmd_report(args) -> None:
+    from gflownet.run import Run
+
+    print(f"report written to {Run.load(args.run).report(args.out, args.samples, args.top_k, args.seed)}")
 
 
 def cmd_demo(args) -> None:
@@ -208,6 +248,8 @@ def parser() -> argparse.ArgumentParser:
     _train_options(p)
     p.add_argument("--out", required=True, help="run folder (config, metrics, checkpoint, summary)")
     p.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the processes torchrun starts (train.batch_size is split among them)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("pretrain", help="reward-free outcome-conditioned pretraining (OC-GFN)")
@@ -243,6 +285,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, required=True, help="number of samples")
     p.add_argument("--out", required=True, help="CSV file: one column per coordinate, then log_reward")
     p.add_argument("--temperature", type=float, default=1.0, help="sample softmax(logits / temperature)")
+    screening = p.add_argument_group("molecule screening (molecule environments)")
+    screening.add_argument("--sdf", help="also write the molecules to this SDF file")
+    screening.add_argument("--unique", action="store_true", help="one row per canonical SMILES (with its count)")
+    screening.add_argument("--filter", default="", help='property filters, e.g. "qed>0.5,sa<4,mw<=500"')
+    screening.add_argument("--diverse-top", type=int, default=0, metavar="K",
+                           help="keep K high-reward molecules, pairwise Tanimoto <= --max-similarity")
+    screening.add_argument("--max-similarity", type=float, default=0.4, help="for --diverse-top (default 0.4)")
+    screening.add_argument("--mode-threshold", type=float,
+                           help="reward above which a molecule may be a mode (default: the 90th percentile)")
 
     p = sub.add_parser("plot", help="training curves (and heat map for hypergrids) of a run")
     p.add_argument("run", help="run folder")
@@ -255,6 +306,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("report", help="one self-contained HTML page about a run (curves, metrics, top-k)")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--out", help="HTML file (default: RUN/report.html)")
+    p.add_argument("--samples", type=int, default=10_000, help="samples drawn for the page")
+    p.add_argument("--top-k", type=int, default=20, help="rows of the table of best distinct samples")
+    p.add_argument("--seed", type=int, default=0, help="seed of the samples")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("list", help="environments, objectives and every parameter --set accepts")
     p.set_defaults(func=cmd_list)

@@ -78,14 +78,17 @@ class RunConfig:
             key, sep, raw = assignment.partition("=")
             if not sep or not key:
                 raise ConfigError(f"--set expects key=value, got {assignment!r}")
-            section, name = self._route(key.strip())
-            value = _parse_value(raw)
-            if section in ("env_params", "objective_params"):
-                getattr(self, section)[name] = value
-            else:
-                target = getattr(self, section)
-                expected = type(getattr(target, name))
-                setattr(target, name, _coerce(value, expected, key))
+            self.set(key.strip(), _parse_value(raw))
+        return self
+
+    def set(self, key: str, value: Any) -> "RunConfig":
+        """Set one parameter by its ``--set`` name (``key`` may be qualified: ``train.lr``)."""
+        section, name = self._route(key)
+        if section in ("env_params", "objective_params"):
+            getattr(self, section)[name] = value
+        else:
+            target = getattr(self, section)
+            setattr(target, name, _coerce(value, type(getattr(target, name)), key))
         return self
 
     # which section a bare key belongs to

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gflownet.transformer import causal_transformer_trunk, transformer_trunk
+
 
 class MLP(nn.Module):
     """``layers`` hidden layers of width ``hidden`` with ReLU: ``[N, n_in] -> [N, hidden]``."""
@@ -42,7 +44,15 @@ def mlp_trunk(env, hidden: int, layers: int, cond_dim: int) -> nn.Module:
     return MLPTrunk(env.feature_dim, cond_dim, hidden, layers)
 
 
-TRUNKS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp_trunk}
+def gnn_trunk(env, hidden: int, layers: int, cond_dim: int) -> nn.Module:
+    """Message passing over graph environments (gflownet/gnn.py, torch-geometric)."""
+    from gflownet.gnn import build_gnn_trunk
+
+    return build_gnn_trunk(env, hidden, layers, cond_dim)
+
+
+TRUNKS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp_trunk, "gnn": gnn_trunk}
+TRUNKS.update({"transformer": transformer_trunk, "causal_transformer": causal_transformer_trunk})
 
 
 def build_trunk(arch: str, env, hidden: int, layers: int, cond_dim: int = 0) -> nn.Module:

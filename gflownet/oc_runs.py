@@ -38,7 +38,8 @@ def pretrain(config: RunConfig, oc: OCConfig, out: Path, overwrite: bool = False
     from gflownet.cli import RUN_FILES, run_in_folder
 
     trainer = PretrainTrainer(config, oc, out, progress=progress)  # validates before touching the disk
-    return run_in_folder(trainer, out, overwrite, RUN_FILES + ("oc.json",), {"oc.json": dataclasses.asdict(oc)})
+    return run_in_folder(trainer, out, overwrite, files=RUN_FILES + ("oc.json",),
+                         extra_json={"oc.json": dataclasses.asdict(oc)})
 
 
 @dataclass

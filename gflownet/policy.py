@@ -88,7 +88,8 @@ class Policy(nn.Module):
         self.learned_backward, self.has_flow, self.cond_dim = backward == "learned", flow, cond_dim
         n_out = self.n_actions + (self.n_backward if self.learned_backward else 0) + int(flow)
         self.trunk = build_trunk(arch, env, hidden, layers, cond_dim)
-        self.head = nn.Linear(hidden, n_out)
+        make_head = getattr(self.trunk, "make_head", None)  # graph trunks lay logits out over the graph
+        self.head = make_head(self.learned_backward, flow) if make_head else nn.Linear(hidden, n_out)
         self.learns_log_z = log_z
         if log_z and cond_dim:
             self.log_z_net = nn.Sequential(MLP(cond_dim, hidden, 1), nn.Linear(hidden, 1))
@@ -138,7 +139,11 @@ class Policy(nn.Module):
     def backward_logits(self, features: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """``[N, n_backward]`` backward logits (zeros: uniform, when P_B is not learned)."""
         if not self.learned_backward:
+            if not isinstance(features, torch.Tensor):  # a torch_geometric Batch
+                return torch.zeros(features.num_graphs, self.n_backward, device=next(self.head.parameters()).device)
             return features.new_zeros(len(features), self.n_backward)
+        if not isinstance(self.head, nn.Linear):
+            return self.heads(features, cond)[1]
         A, Ab = self.n_actions, self.n_backward
         return F.linear(self._hidden(features, cond), self.head.weight[A:A + Ab], self.head.bias[A:A + Ab])
 

@@ -3,11 +3,13 @@
     run = Run.load("runs/hg4")
     x, log_r = run.sample(1000)
     run.write_csv("samples.csv", 10_000)
+    run.evaluate(), run.plot(), run.report()
 """
 from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import torch
@@ -34,9 +36,17 @@ def write_objects_csv(env, x: torch.Tensor, columns: dict[str, torch.Tensor], pa
 
 
 class Run:
-    def __init__(self, trainer: Trainer, path: Path | None = None):
-        self.trainer, self.path = trainer, path
+    """A trained policy with its environment and configuration (``path``: its folder, if any).
+
+    ``summary`` is the run's summary.json (an empty dict where there is none).
+    """
+
+    def __init__(self, trainer: Trainer, path: Path | None = None, summary: dict | None = None):
+        self.trainer, self.path = trainer, Path(path) if path else None
         self.env, self.policy, self.config = trainer.env, trainer.policy, trainer.config
+        if summary is None and self.path and (self.path / "summary.json").exists():
+            summary = json.loads((self.path / "summary.json").read_text())
+        self.summary: dict = summary or {}
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> "Run":
@@ -79,3 +89,16 @@ class Run:
             x, log_r = self.sample(n_samples, seed=seed)
             out.update(sampled_metrics(self.env, x, log_r))
         return out
+
+    def plot(self, out: str | Path | None = None) -> list[Path]:
+        """Training curves (and the heat map for hypergrids) as PNGs in ``out`` (default: the run folder)."""
+        from gflownet.plots import plot_run
+
+        return plot_run(self, out)
+
+    def report(self, out: str | Path | None = None, n_samples: int = 10_000, top_k: int = 20,
+               seed: int = 0) -> Path:
+        """One self-contained HTML page about the run (default: ``report.html`` in the run folder)."""
+        from gflownet.report import write_report
+
+        return write_report(self, out, n_samples, top_k, seed)

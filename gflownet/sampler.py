@@ -23,11 +23,26 @@ _SYNC_EVERY_CUDA = 8
 # From this batch size on, a rollout step evaluates each distinct state once (below it,
 # sorting costs more than the rows it saves; experiments/bench_hypergrid.py).
 DEDUPE_MIN_BATCH = 64
+# A rollout evaluates the network once on every state of the space (then each step is a
+# table lookup) when the space has at most this many states per trajectory of the batch.
+TABLE_STATES_PER_TRAJECTORY = 16
+# Above this many actions a step draws its action with torch.multinomial: Gumbel noise for
+# every (step, row, action) costs more than the network there (fragment molecules have
+# ~5,700 actions; experiments/bench_molecules.py).
+GUMBEL_MAX_ACTIONS = 1024
 
 
 def _gumbel_argmax(logits, mask, log_noise):
     """Sample from softmax(logits) restricted to ``mask``; ``log_noise`` = log E, E ~ Exp(1)."""
     return torch.where(mask, logits - log_noise, float("-inf")).argmax(-1)
+
+
+def _multinomial(logits, mask, generator):
+    """Sample from softmax(logits) restricted to ``mask`` by inverting the CDF (one
+    uniform per row; torch.multinomial is several times slower on CPU)."""
+    cdf = torch.where(mask, logits, float("-inf")).softmax(-1).cumsum(-1)
+    u = torch.rand(len(cdf), 1, device=cdf.device, generator=generator) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_max(cdf.shape[-1] - 1)
 
 
 def _exp_noise(shape, device, generator):
@@ -62,32 +77,47 @@ def sample_forward(
     states = s.new_empty(T + 1, batch, *s.shape[1:])  # time-major: one contiguous write a step
     states[0] = s
     actions = torch.full((T, batch), exit_action, dtype=torch.long, device=device)
-    log_noise = _exp_noise((T, batch, A), device, generator)
+    gumbel = A <= GUMBEL_MAX_ACTIONS
+    log_noise = _exp_noise((T, batch, A), device, generator) if gumbel else None
     if epsilon > 0:
         explore = torch.rand((T, batch), device=device, generator=generator) < epsilon
-        uniform_noise = _exp_noise((T, batch, A), device, generator)
+        uniform_noise = _exp_noise((T, batch, A), device, generator) if gumbel else None
     sync_every = _SYNC_EVERY_CUDA if device.type == "cuda" else 1
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     cut = None if max_moves is None else torch.as_tensor(max_moves, device=device).expand(batch)
     incomplete = torch.zeros_like(done)
     steps = T
-    dedupe = cond is None and env.indexable and batch >= DEDUPE_MIN_BATCH
+    table = None
+    if cond is None and env.enumerable and env.n_states <= TABLE_STATES_PER_TRAJECTORY * batch:
+        every_state = env.all_states()  # rows in state_index order
+        table = policy.forward_logits(env.featurize(every_state)) / temperature
+        mask_table = env.forward_mask(every_state)
+    dedupe = table is None and cond is None and env.indexable and batch >= DEDUPE_MIN_BATCH
     for t in range(T):
-        mask = env.forward_mask(s)
+        if table is not None:
+            index = env.state_index(s)
+            mask = mask_table[index]
+        else:
+            mask = env.forward_mask(s)
         if cut is not None:  # a state whose only option is the exit still takes it
             stop = (cut <= t) & ~done & mask[:, :exit_action].any(-1)
             incomplete |= stop
             done |= stop
-        if dedupe:  # one network row per distinct unfinished state
-            first, inverse = distinct(env.state_index(s).masked_fill_(done, -1))
-            logits = policy.forward_logits(env.featurize(s[first]))[inverse]
+        if table is not None:
+            logits = table[index]
         else:
-            logits = policy.forward_logits(env.featurize(s), cond)
-        if temperature != 1.0:
-            logits = logits / temperature
-        a = _gumbel_argmax(logits, mask, log_noise[t])
+            if dedupe:  # one network row per distinct unfinished state
+                first, inverse = distinct(env.state_index(s).masked_fill_(done, -1))
+                logits = policy.forward_logits(env.featurize(s[first]))[inverse]
+            else:
+                logits = policy.forward_logits(env.featurize(s), cond)
+            if temperature != 1.0:
+                logits = logits / temperature
+        a = _gumbel_argmax(logits, mask, log_noise[t]) if gumbel else _multinomial(logits, mask, generator)
         if epsilon > 0:
-            a = torch.where(explore[t], _gumbel_argmax(torch.zeros_like(logits), mask, uniform_noise[t]), a)
+            flat = torch.zeros_like(logits)
+            uniform = _gumbel_argmax(flat, mask, uniform_noise[t]) if gumbel else _multinomial(flat, mask, generator)
+            a = torch.where(explore[t], uniform, a)
         a.masked_fill_(done, exit_action)  # finished trajectories idle on the exit
         s = env.step(s, a)
         states[t + 1] = s

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from gflownet.environments import make_env
 from gflownet import checkpoint
 from gflownet.config import RunConfig
+from gflownet.distributed import DataParallel, stream_seed
 from gflownet.errors import CheckpointError, ConfigError, GFlowNetError
 from gflownet.metrics import exact_metrics, transitions
 from gflownet.policy import Policy
@@ -57,11 +58,15 @@ def resolve_device(name: str) -> torch.device:
 class Trainer:
     """Builds environment, policy and optimiser from a ``RunConfig`` and trains.
 
-    ``out`` is the run folder (None: keep nothing on disk).
+    ``out`` is the run folder (None: keep nothing on disk). ``world``: this process's
+    place in a data-parallel group (``gflownet.distributed``), or None; then each rank
+    samples its share of ``train.batch_size`` and only rank 0 writes to ``out``.
     """
 
-    def __init__(self, config: RunConfig, out: str | Path | None = None, progress: bool = False):
-        self.config, self.out, self.progress = config, Path(out) if out else None, progress
+    def __init__(self, config: RunConfig, out: str | Path | None = None, progress: bool = False,
+                 world: DataParallel | None = None):
+        self.config, self.out, self.progress, self.world = config, Path(out) if out else None, progress, world
+        self.writes = world is None or world.is_main
         t = config.train
         for name in ("batch_size", "trajectories", "log_every", "checkpoint_every"):
             if getattr(t, name) < 1:
@@ -73,7 +78,7 @@ class Trainer:
         if t.lr_schedule not in ("constant", "cosine"):
             raise ConfigError(f"train.lr_schedule must be 'constant' or 'cosine', got {t.lr_schedule!r}")
         self.device = resolve_device(t.device)
-        set_threads(t.threads, t.batch_size)
+        set_threads(t.threads, t.batch_size // (world.world_size if world else 1))
         self.objective = get_objective(config.objective)
         self.objective_params = self.objective.check_params(config.objective_params)
         if t.max_moves < 0 or (t.random_cut and t.max_moves < 1):
@@ -89,20 +94,24 @@ class Trainer:
         self.policy = Policy(self.env, m.hidden, m.layers, m.backward, flow="log_flow" in needs,
                              log_z="log_z" in needs, arch=m.arch, cond_dim=self.cond_dim())
         self.policy.to(self.device)
+        self.local_batch = world.local_batch(t.batch_size) if world else t.batch_size
+        if world:
+            world.broadcast_parameters(self.policy)
         log_z = {id(p) for p in self.policy.log_z_parameters()}
         self.optimizer = torch.optim.Adam(fused=True, params=[
             {"params": [p for p in self.policy.parameters() if id(p) not in log_z], "lr": t.lr},
             {"params": self.policy.log_z_parameters(), "lr": t.lr_logz},
         ])
         self.base_lrs = [t.lr, t.lr_logz]
-        self.generator = torch.Generator(self.device).manual_seed(t.seed)
         self.total_steps = math.ceil(t.trajectories / t.batch_size)
         self.step_count = 0
+        self.generator = torch.Generator(self.device).manual_seed(self._stream_seed())
         self.transitions = torch.zeros((), dtype=torch.long, device=self.device)  # transitions trained on
         self.elapsed = 0.0  # seconds spent training (evaluation excluded), across resumes
         self.exact = self.env.enumerable and self.env.n_states * self.env.n_actions <= MAX_EXACT_PAIRS
         self._dag = None
         self._metrics_offset = 0  # bytes of metrics.jsonl that belong to the run so far (resume)
+        self.loggers = []  # more sinks of the metrics records (gflownet.tracking)
 
     # -- hooks a task overrides (outcome-conditioned pretraining: gflownet.pretrain) ---
     def cond_dim(self) -> int:
@@ -112,8 +121,8 @@ class Trainer:
     def collect(self):
         """The scored trajectories of one training step: a fresh on-policy batch."""
         t = self.config.train
-        traj = sample_forward(self.env, self.policy, t.batch_size, epsilon=t.epsilon, temperature=t.temperature,
-                              generator=self.generator, max_moves=self._cut())
+        traj = sample_forward(self.env, self.policy, self.local_batch, epsilon=t.epsilon,
+                              temperature=t.temperature, generator=self.generator, max_moves=self._cut())
         traj.log_reward = self._score(traj)
         return traj
 
@@ -129,19 +138,30 @@ class Trainer:
         progress = max(self.step_count - start, 0) / max(self.total_steps - start, 1)
         return t.lr_final + (1 - t.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
 
+    def _stream_seed(self) -> int:
+        """Seed of the sampling stream: ``train.seed``; per rank (and step) when data-parallel."""
+        seed = self.config.train.seed
+        return seed if self.world is None else stream_seed(seed, self.world.rank, self.step_count)
+
     def train_step(self) -> torch.Tensor:
-        """One optimisation step on a fresh on-policy batch; returns the (detached) loss."""
+        """One optimisation step on the batch ``collect`` gives; returns the (detached) loss."""
+        return self.learn(self.collect())
+
+    def learn(self, traj) -> torch.Tensor:
+        """One optimisation step on scored trajectories (gradients averaged over the ranks
+        when data-parallel); returns the (detached) loss."""
         t = self.config.train
         factor = self._schedule()
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
-        traj = self.collect()
         self.transitions += traj.lengths.sum()
         self.last_trajectories = traj
         evaluation = self.policy.evaluate(self.env, traj, self.objective.needs)
         loss = self.objective(evaluation, **self.objective_params)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.world:
+            self.world.average_gradients(self.policy.parameters())
         if t.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), t.grad_clip)
         self.optimizer.step()
@@ -155,7 +175,7 @@ class Trainer:
             return None
         if not t.random_cut:
             return t.max_moves
-        return torch.randint(1, t.max_moves + 1, (t.batch_size,), device=self.device, generator=self.generator)
+        return torch.randint(1, t.max_moves + 1, (self.local_batch,), device=self.device, generator=self.generator)
 
     def _score(self, traj):
         """log R of the trajectories that exited (the others are never scored: 0)."""
@@ -187,7 +207,7 @@ class Trainer:
         t = self.config.train
         eval_steps = math.ceil(t.eval_every / t.batch_size) if t.eval_every > 0 else 0
         metrics_file = self._open_metrics()
-        bar = tqdm(total=self.total_steps, initial=self.step_count, disable=not self.progress,
+        bar = tqdm(total=self.total_steps, initial=self.step_count, disable=not (self.progress and self.writes),
                    desc="train", unit="step", mininterval=0.5)
         window, window_start, window_steps = torch.zeros((), device=self.device), time.perf_counter(), 0
         last, evaluation = {}, {}
@@ -223,7 +243,7 @@ class Trainer:
                         shown = "l1" if "l1" in evaluation else "log_z_error"
                         if shown in evaluation:
                             bar.set_postfix({"loss": last.get("loss"), shown: f"{evaluation[shown]:.3g}"})
-                if self.out and (step % t.checkpoint_every == 0 or at_end):
+                if self.out and self.writes and (step % t.checkpoint_every == 0 or at_end):
                     metrics_file.flush()
                     self.save_checkpoint()
         finally:
@@ -235,12 +255,12 @@ class Trainer:
                    "traj_per_s": self.step_count * t.batch_size / max(self.elapsed, 1e-9),
                    **{f"final_{k}": v for k, v in last.items() if k in ("loss", "log_z")},
                    **(evaluation if self.step_count == self.total_steps and evaluation else self.evaluate())}
-        if self.out:
+        if self.out and self.writes:
             checkpoint.write_json(self.out / "summary.json", summary)
         return summary
 
     def _open_metrics(self):
-        if not self.out:
+        if not (self.out and self.writes):
             return None
         self.out.mkdir(parents=True, exist_ok=True)
         path = self.out / "metrics.jsonl"
@@ -249,10 +269,11 @@ class Trainer:
         f.seek(0, 2)
         return f
 
-    @staticmethod
-    def _log(f, record: dict) -> None:
+    def _log(self, f, record: dict) -> None:
         if f:
             f.write((json.dumps(record) + "\n").encode())
+        for logger in self.loggers:
+            logger.log(record)
 
     # -- checkpoints --------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -290,6 +311,8 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
         self._metrics_offset = int(state["metrics_offset"])
+        if self.world:  # the checkpoint holds rank 0's stream; each rank starts its own
+            self.generator.manual_seed(self._stream_seed())
 
     def resume(self) -> bool:
         """Load ``out/checkpoint.pt`` if there is one; True if the run was resumed."""

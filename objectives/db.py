@@ -14,7 +14,8 @@ def detailed_balance(log_pf, log_pb, log_flow, log_reward, lengths, complete=Non
     An incomplete trajectory (cut before exiting) contributes its moves only.
 
     Args:
-        log_pf, log_pb: ``[B, T]`` per-transition log-probabilities (log_pb unused at exits).
+        log_pf: ``[B, T]`` log P_F of each transition.
+        log_pb: ``[B, T]`` log P_B of each transition (unused at exits).
         log_flow: ``[B, T+1]`` log F(s_t), t = 0..T.
         log_reward: ``[B]`` log R(x) (unused for incomplete trajectories).
         lengths: ``[B]`` long, L_b transitions.

@@ -27,7 +27,8 @@ def fl_detailed_balance(log_pf, log_pb, log_fl_flow, energy, lengths, complete=N
         exit:  log F~(x) + log P_F(stop|x)
 
     Args:
-        log_pf, log_pb: ``[B, T]`` per-transition log-probabilities (log_pb unused at exits).
+        log_pf: ``[B, T]`` log P_F of each transition.
+        log_pb: ``[B, T]`` log P_B of each transition (unused at exits).
         log_fl_flow: ``[B, T+1]`` log F~(s_t).
         energy: ``[B, T+1]`` E(s_t).
         lengths: ``[B]`` long, L_b transitions; complete: ``[B]`` bool or None (all complete).

@@ -12,7 +12,8 @@ def modified_detailed_balance(log_pf, log_pb, log_pf_exit, state_log_reward, len
     No flow is learned: the rewards of the intermediate states stand in for it.
 
     Args:
-        log_pf, log_pb: ``[B, T]`` per-transition log-probabilities.
+        log_pf: ``[B, T]`` log P_F of each transition.
+        log_pb: ``[B, T]`` log P_B of each transition.
         log_pf_exit: ``[B, T+1]`` log P_F(stop | s_t).
         state_log_reward: ``[B, T+1]`` log R(s_t).
         lengths: ``[B]`` long, L_b transitions.

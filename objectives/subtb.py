@@ -15,7 +15,8 @@ def subtrajectory_balance(log_pf, log_pb, log_flow, log_reward, lengths, lam=0.9
     All pairs at once from cumulative sums: O(T^2) memory per trajectory, no loop.
 
     Args:
-        log_pf, log_pb: ``[B, T]`` per-transition log-probabilities.
+        log_pf: ``[B, T]`` log P_F of each transition.
+        log_pb: ``[B, T]`` log P_B of each transition.
         log_flow: ``[B, T+1]`` log F(s_t).
         log_reward: ``[B]`` log R(x) (unused for incomplete trajectories).
         lengths: ``[B]`` long, L_b transitions; trajectories with none are skipped.

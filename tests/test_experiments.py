@@ -18,6 +18,48 @@ def test_fl_sets_quick(tmp_path):
     assert (tmp_path / "fl_sets_30_20.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_rna_quick(tmp_path):
+    import rna
+
+    rows = rna.main(["--quick", "--out", str(tmp_path)])
+    table = (tmp_path / "rna_l14_quick.md").read_text()
+    for method in ("tb", "subtb", "fl_subtb", "ga"):
+        assert f"| {method} |" in table
+    assert all(0 <= r["best"] <= 1.5 and r["calls"] <= 600 + 16 * 14 for r in rows)  # f ~ 0.3 to 0.97
+    assert (tmp_path / "rna_l14_quick.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ehrlich_quick(tmp_path):
+    import ehrlich
+
+    rows = ehrlich.main(["--quick", "--out", str(tmp_path)])
+    table = (tmp_path / "ehrlich_quick.md").read_text()
+    for method in ("tb", "subtb", "ga"):
+        assert f"| {method} |" in table
+    finals = {r["method"]: r for r in rows}  # the last row of each method
+    assert all(0 <= r["best"] <= 1 and 800 <= r["calls"] <= 800 + 64 for r in finals.values())
+    assert (tmp_path / "ehrlich_quick.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_molecules_quick(tmp_path):
+    import bench_molecules
+
+    rows = bench_molecules.main(["--quick", "--out", str(tmp_path)])
+    assert [r["case"] for r in rows] == ["rollout", "rollout+smiles", "rollout+workers(2)", "train tb/qed"]
+    assert all(r["per_s"] > 0 for r in rows)
+    assert "| rollout | 64 |" in (tmp_path / "bench_molecules_quick.md").read_text()
+
+
+def test_seh_frag_quick(tmp_path):
+    import seh_frag
+
+    rows = seh_frag.main(["--quick", "--out", str(tmp_path)])
+    assert {r["method"] for r in rows} == {"tb", "subtb", "fl_subtb"}
+    assert all(0 < r["top100"] <= 100 / 8 and r["unique"] >= 1 for r in rows)
+    assert "| fl_subtb | 32 |" in (tmp_path / "seh_frag_quick.md").read_text()
+    assert (tmp_path / "seh_frag_quick.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_ocgfn_quick(tmp_path):
     import ocgfn
 

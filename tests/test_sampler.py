@@ -129,6 +129,22 @@ def test_sample_forward_reproducible_with_generator():
         assert not (a.actions.shape == c.actions.shape and torch.equal(a.actions, c.actions))
 
 
+@pytest.mark.parametrize("batch", [4, 200])  # below and above DEDUPE_MIN_BATCH
+def test_sample_forward_paths_agree(monkeypatch, batch):
+    """The logits table over all states, distinct-state rows and plain rows are the same
+    network: with the same noise they take the same actions."""
+    import gflownet.sampler as sampler
+
+    env = HyperGrid(dim=3, side=4)
+    policy = Policy(env, hidden=16)
+    runs = []
+    for per_trajectory in (0, env.n_states):  # no table, then always a table
+        monkeypatch.setattr(sampler, "TABLE_STATES_PER_TRAJECTORY", per_trajectory)
+        runs.append(sample_forward(env, policy, batch, epsilon=0.2, temperature=1.5, generator=gen(7)))
+    check_legal(env, runs[1])
+    assert torch.equal(runs[0].actions, runs[1].actions) and torch.equal(runs[0].states, runs[1].states)
+
+
 def test_sample_forward_with_cond():
     env = HyperGrid(dim=2, side=4)
     policy = Policy(env, hidden=16, cond_dim=2)
