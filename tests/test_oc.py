@@ -207,3 +207,37 @@ def test_pretraining_refuses_an_environment_without_outcomes():
     with pytest.raises(ConfigError, match="oc.outcomes"):
         PretrainTrainer(pretrain_config(), OCConfig(outcomes="everywhere"))
     assert math.isfinite(outcome_log_reward(torch.tensor([False])).item())
+
+
+def test_sequence_outcomes_are_uniform_and_reachable_from_prefixes():
+    from gflownet.environments.sequences import PrependAppendSequences, Sequences
+
+    env = Sequences(alphabet="AB", max_length=3, min_length=1)
+    y = env.sample_outcomes(40_000, torch.Generator().manual_seed(0))
+    assert env.forward_mask(y)[:, env.exit_action].all()  # every outcome may exit
+    counts = torch.bincount(env.state_index(y), minlength=env.n_states).double()
+    terminal = env.forward_mask(env.all_states())[:, env.exit_action]
+    assert (counts[~terminal] == 0).all()  # the empty sequence is not an outcome
+    share = counts[terminal] / counts.sum()
+    assert torch.allclose(share, torch.full_like(share, 1 / 14), atol=0.006)  # 2 + 4 + 8 sequences
+    assert len(env.all_outcomes()) == 14
+    s, ys = env.encode(["A", "A", "AB"]), env.encode(["AB", "BA", "AB"])
+    assert env.outcome_reachable(s, ys).tolist() == [True, False, True]
+    assert PrependAppendSequences(alphabet="AB", max_length=3).outcome_reachable(s, ys) is None
+
+
+def test_exact_marginal_on_a_tree_of_sequences():
+    """Append-only sequences: with exact conditional flows the marginal policy samples R'/Z'."""
+    from gflownet.environments.sequences import Sequences
+
+    env = Sequences(alphabet="ABC", max_length=3, min_length=2)
+    outcomes = env.all_outcomes()
+    tables = [exact_flows(Sequences(alphabet="ABC", max_length=3, min_length=2,
+                                    reward=lambda x, y=y: (x == y).all(-1).double())) for y in outcomes]
+    log_pf_y = torch.stack([t.log_pf for t in tables], 1)
+    log_flow_y = torch.stack([t.log_flow for t in tables], 1)
+    downstream = Sequences(alphabet="ABC", max_length=3, min_length=2, seed=3)
+    log_pf = marginal_log_pf(log_pf_y, log_flow_y, downstream.log_reward(outcomes).double(),
+                             edge_reachability(env, outcomes))
+    target, _ = target_distribution(downstream)
+    assert distances(terminal_distribution(env, log_pf), target)["l1"] < 1e-9
