@@ -140,9 +140,6 @@ class HyperGrid(Environment):
     def outcome_dim(self):
         return self.feature_dim
 
-    def encode_outcome(self, outcomes):
-        return self.featurize(outcomes)
-
     def sample_outcomes(self, n, generator=None):
         return torch.randint(0, self.side, (n, self.dim), device=self.device, generator=generator)
 

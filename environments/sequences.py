@@ -256,9 +256,6 @@ class Sequences(Environment):
     def outcome_dim(self):
         return self.feature_dim
 
-    def encode_outcome(self, outcomes):
-        return self.featurize(outcomes)
-
     def sample_outcomes(self, n, generator=None):
         """Uniform over the sequences of ``min_length..max_length`` tokens (a length is drawn with
         probability proportional to its number of sequences, then its tokens uniformly)."""
