@@ -32,6 +32,10 @@ from gflownet.trainer import Trainer
 from gflownet.trajectories import Trajectories
 
 METHODS = ("amortised", "exact", "exact_visits", "continue", "scratch")
+# The exact marginal tabulates (state, outcome, action) triples; the amortised Q is a categorical over the
+# outcomes, scored against each of them at every transition. Above these sizes both would not fit in memory.
+MAX_EXACT_TABLE = 1 << 27
+MAX_CATEGORICAL_OUTCOMES = 1 << 13
 
 
 def downstream_log_reward(env: Environment, reward: str | Callable) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -166,6 +170,9 @@ class ExactMarginal:
                               f"{type(env).__name__} has none (use --method amortised)")
         self.env = env
         outcomes = env.all_outcomes()
+        if env.n_states * len(outcomes) * env.n_actions > MAX_EXACT_TABLE:
+            raise ConfigError(f"exact marginalisation would tabulate {env.n_states} states x {len(outcomes)} outcomes "
+                              f"x {env.n_actions} actions (more than {MAX_EXACT_TABLE}); use --method amortised")
         log_pf_y, log_flow_y = tables or conditional_log_probs(env, pretrained, outcomes)
         if flows == "visits":
             log_flow_y = visit_log_flows(env, log_pf_y)
@@ -211,6 +218,9 @@ class Amortised(nn.Module):
         self.env, self.pretrained, self.reward_fn = env, pretrained, log_reward
         self.k, self.q_epsilon, self.epsilon = k, q_epsilon, epsilon
         self.register_buffer("outcomes", env.all_outcomes())
+        if len(self.outcomes) > MAX_CATEGORICAL_OUTCOMES:
+            raise ConfigError(f"the amortised predictor's Q is a categorical over the outcomes: {len(self.outcomes)} "
+                              f"is more than {MAX_CATEGORICAL_OUTCOMES}; use --method continue")
         self.register_buffer("log_r", torch.zeros(len(self.outcomes), device=env.device))
         self.register_buffer("known", torch.zeros(len(self.outcomes), dtype=torch.bool, device=env.device))
         self.n = Policy(env, hidden, layers, backward="uniform", log_z=False)

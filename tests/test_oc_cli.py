@@ -102,6 +102,12 @@ def test_bad_inputs_give_one_clear_error(pre, tmp_path, capsys):
     assert main(["train", *TINY, "--out", str(plain)]) == 0
     code, _, err = run_cli(capsys, "finetune", str(plain), "--out", ft)
     assert_one_line_error(code, err, "not an outcome-conditioned pretraining checkpoint")
+    tf = tmp_path / "tf"
+    assert main(["pretrain", "--env", "tfbind8", "--set", "hidden=8", "--batch-size", "4", "--trajectories", "4",
+                 "--set", "success_samples=4", "--no-progress", "--out", str(tf)]) == 0
+    for method in ("exact", "amortised"):  # 87,381 states x 65,536 outcomes: refused, not an out-of-memory
+        code, _, err = run_cli(capsys, "finetune", str(tf), "--method", method, "--out", ft)
+        assert_one_line_error(code, err, "outcomes")
     code, _, err = run_cli(capsys, "pretrain", "--env", "sets", "--no-progress", "--out", str(tmp_path / "p"))
     assert_one_line_error(code, err, "declares no outcome space")
     code, _, err = run_cli(capsys, "pretrain", *TINY, "--set", "oc.floor=1", "--out", str(tmp_path / "p"))
