@@ -175,8 +175,11 @@ class Environment:
         return self.outcome_dim is not None
 
     def encode_outcome(self, outcomes: torch.Tensor) -> torch.Tensor:
-        """The conditioning tensor of target outcomes ``[B, *state_shape]``: float ``[B, outcome_dim]``."""
-        raise NotImplementedError(f"{type(self).__name__} declares no outcome space")
+        """The conditioning tensor of target outcomes ``[B, *state_shape]``: float ``[B, outcome_dim]``.
+        Default: the outcome's own features (then ``outcome_dim = feature_dim``)."""
+        if not self.has_outcomes:
+            raise NotImplementedError(f"{type(self).__name__} declares no outcome space")
+        return self.featurize(outcomes)
 
     def sample_outcomes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` terminal objects drawn uniformly, ``[n, *state_shape]``."""

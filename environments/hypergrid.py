@@ -134,13 +134,11 @@ class HyperGrid(Environment):
     def object_columns(self):
         return [f"x{d}" for d in range(self.dim)]
 
-    # -- outcomes: every state is a terminal object, encoded one-hot per coordinate --
+    # -- outcomes: every state is a terminal object, coded as its features (one-hot coordinates;
+    # measured on 2-D grids, side 8 and 16, this learnt faster than thermometer codes) --
     @property
     def outcome_dim(self):
         return self.feature_dim
-
-    def encode_outcome(self, outcomes):
-        return self.featurize(outcomes)
 
     def sample_outcomes(self, n, generator=None):
         return torch.randint(0, self.side, (n, self.dim), device=self.device, generator=generator)

@@ -251,11 +251,33 @@ class Sequences(Environment):
     def object_rows(self, states):
         return [[s] for s in self.decode(states)]
 
+    # -- outcomes: the sequences that may exit, coded as their features ---------
+    @property
+    def outcome_dim(self):
+        return self.feature_dim
+
+    def sample_outcomes(self, n, generator=None):
+        """Uniform over the sequences of ``min_length..max_length`` tokens (a length is drawn with
+        probability proportional to its number of sequences, then its tokens uniformly)."""
+        V, L = self.n_tokens, self.max_length
+        lengths = torch.arange(self.min_length, L + 1, device=self.device)
+        weights = (lengths.double() - L) * torch.log(torch.tensor(float(V)))  # V^(l - L): no overflow
+        length = lengths[torch.multinomial(weights.exp(), n, replacement=True, generator=generator)]
+        tokens = torch.randint(0, V, (n, L), device=self.device, generator=generator)
+        return torch.where(self._positions < length[:, None], tokens, self.pad)
+
+    def outcome_reachable(self, states, outcomes):
+        """Appending only: y can follow s when s is a prefix of y."""
+        return ((states == outcomes) | (states == self.pad)).all(-1)
+
 
 class PrependAppendSequences(Sequences):
     """Sequences built by prepending or appending tokens: a DAG, P_B matters."""
 
     name = "prepend_append"
+
+    def outcome_reachable(self, states, outcomes):
+        return None  # s must be a substring of y, at a place the moves can still reach: not tabulated
 
     def _set_actions(self):
         self.n_actions = 2 * self.n_tokens + 1

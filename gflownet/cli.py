@@ -264,8 +264,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("pretrained", help="folder written by `gflownet pretrain`")
     p.add_argument("--reward", default="default",
                    help="'default' (the environment's own reward) or python:module:function of the objects")
-    p.add_argument("--method", default="amortised", choices=["amortised", "exact", "continue", "scratch"],
-                   help="amortised predictor, exact marginalisation, continued training, or from scratch")
+    p.add_argument("--method", default="amortised",
+                   help="amortised (predictor N, Q), exact (marginalisation over enumerable outcomes), "
+                        "exact_visits (the same with F(s|y) read off P_F(.|y)), continue (plain GFlowNet "
+                        "from the pretrained trunk) or scratch")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--env", help="the environment the reward is meant for (checked against the checkpoint)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments",

@@ -22,6 +22,7 @@ from torch import nn
 from gflownet.config import load_callable
 from gflownet.environments.base import Environment, checked_log
 from gflownet.errors import ConfigError
+from gflownet.metrics import transitions
 from gflownet.nets import MLP
 from gflownet.objectives.oc import amortised_finetune_loss
 from gflownet.policy import Policy, masked_log_softmax
@@ -30,7 +31,11 @@ from gflownet.sampler import sample_forward
 from gflownet.trainer import Trainer
 from gflownet.trajectories import Trajectories
 
-METHODS = ("amortised", "exact", "continue", "scratch")
+METHODS = ("amortised", "exact", "exact_visits", "continue", "scratch")
+# The exact marginal tabulates (state, outcome, action) triples; the amortised Q is a categorical over the
+# outcomes, scored against each of them at every transition. Above these sizes both would not fit in memory.
+MAX_EXACT_TABLE = 1 << 27
+MAX_CATEGORICAL_OUTCOMES = 1 << 13
 
 
 def downstream_log_reward(env: Environment, reward: str | Callable) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -110,6 +115,21 @@ def marginal_log_pf(log_pf: torch.Tensor, log_flow: torch.Tensor, log_r: torch.T
     return torch.where(torch.isfinite(out).any(1, keepdim=True), out, uniform)
 
 
+def visit_log_flows(env: Environment, log_pf: torch.Tensor) -> torch.Tensor:
+    """log F(s|y) ``[S, Y]`` read off the conditional policies ``log_pf`` ``[S, Y, A]`` instead of the
+    flow head: F(s|y) = Z(y) P(a rollout of P_F(.|y) visits s), with Z(y) = R(y|y) = 1. One forward DP
+    over the DAG for all outcomes at once; these flows are consistent with P_F by construction."""
+    dag = transitions(env)
+    S, Y, _ = log_pf.shape
+    moves = (log_pf[:, :, :-1].exp() * dag.legal[:, None, :]).permute(0, 2, 1)  # [S, A-1, Y]
+    start = torch.zeros(S, Y, dtype=moves.dtype, device=moves.device)
+    start[env.state_index(env.reset(1))] = 1.0
+    mass = start
+    for _ in range(env.max_steps - 1):
+        mass = start.index_add(0, dag.children.reshape(-1), (mass[:, None, :] * moves).reshape(-1, Y))
+    return mass.log()
+
+
 class IndexFeatures:
     """``env`` whose features are the state indices (for a policy given as a table)."""
 
@@ -137,13 +157,25 @@ class TablePolicy(nn.Module):
 class ExactMarginal:
     """The exact marginal policy of a pretrained OC-GFN for R' (enumerable spaces)."""
 
-    def __init__(self, env: Environment, pretrained: Policy, log_reward: Callable):
+    def __init__(self, env: Environment, pretrained: Policy, log_reward: Callable, tables=None,
+                 flows: str = "head"):
+        """``tables``: ``conditional_log_probs(env, pretrained, env.all_outcomes())`` if already
+        computed (they do not depend on R', so several rewards can share them). ``flows``: F(s|y)
+        from the flow head ("head", the formula as written) or from the visits of P_F(.|y)
+        ("visits", ``visit_log_flows``)."""
+        if flows not in ("head", "visits"):
+            raise ConfigError(f"flows must be 'head' or 'visits', got {flows!r}")
         if not (env.enumerable and env.has_outcomes):
             raise ConfigError(f"exact marginalisation needs an enumerable outcome space; "
                               f"{type(env).__name__} has none (use --method amortised)")
         self.env = env
         outcomes = env.all_outcomes()
-        log_pf_y, log_flow_y = conditional_log_probs(env, pretrained, outcomes)
+        if env.n_states * len(outcomes) * env.n_actions > MAX_EXACT_TABLE:
+            raise ConfigError(f"exact marginalisation would tabulate {env.n_states} states x {len(outcomes)} outcomes "
+                              f"x {env.n_actions} actions (more than {MAX_EXACT_TABLE}); use --method amortised")
+        log_pf_y, log_flow_y = tables or conditional_log_probs(env, pretrained, outcomes)
+        if flows == "visits":
+            log_flow_y = visit_log_flows(env, log_pf_y)
         log_r = log_reward(outcomes).double()
         self.reward_calls = len(outcomes)
         self.log_pf = marginal_log_pf(log_pf_y, log_flow_y, log_r, edge_reachability(env, outcomes))
@@ -186,6 +218,9 @@ class Amortised(nn.Module):
         self.env, self.pretrained, self.reward_fn = env, pretrained, log_reward
         self.k, self.q_epsilon, self.epsilon = k, q_epsilon, epsilon
         self.register_buffer("outcomes", env.all_outcomes())
+        if len(self.outcomes) > MAX_CATEGORICAL_OUTCOMES:
+            raise ConfigError(f"the amortised predictor's Q is a categorical over the outcomes: {len(self.outcomes)} "
+                              f"is more than {MAX_CATEGORICAL_OUTCOMES}; use --method continue")
         self.register_buffer("log_r", torch.zeros(len(self.outcomes), device=env.device))
         self.register_buffer("known", torch.zeros(len(self.outcomes), dtype=torch.bool, device=env.device))
         self.n = Policy(env, hidden, layers, backward="uniform", log_z=False)

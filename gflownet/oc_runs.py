@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,21 +31,15 @@ from gflownet.sampler import sample_forward
 from gflownet.trainer import resolve_device
 
 FINETUNE_KIND = "oc_finetune"
-PRETRAIN_FILES = ("checkpoint.pt", "metrics.jsonl", "config.json", "oc.json", "summary.json")
 
 
 def pretrain(config: RunConfig, oc: OCConfig, out: Path, overwrite: bool = False, progress: bool = True) -> dict:
     """Pretrain (or resume) the OC-GFN in ``out``; returns the summary."""
+    from gflownet.cli import RUN_FILES, run_in_folder
+
     trainer = PretrainTrainer(config, oc, out, progress=progress)  # validates before touching the disk
-    if overwrite:
-        for name in PRETRAIN_FILES:
-            (out / name).unlink(missing_ok=True)
-    if trainer.resume():
-        print(f"resuming {out} at step {trainer.step_count} of {trainer.total_steps}", file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint.write_json(out / "config.json", config.to_dict())
-    checkpoint.write_json(out / "oc.json", dataclasses.asdict(oc))
-    return trainer.run()
+    return run_in_folder(trainer, out, overwrite, files=RUN_FILES + ("oc.json",),
+                         extra_json={"oc.json": dataclasses.asdict(oc)})
 
 
 @dataclass
@@ -95,8 +88,9 @@ def finetune(pre: Path, ft: FinetuneConfig, out: Path, env: str | None = None, e
     generator = torch.Generator(pretrained.device).manual_seed(ft.seed)
     start = time.perf_counter()
     summary = {"method": ft.method, "reward": ft.reward}
-    if ft.method == "exact":
-        sampler = ExactMarginal(base_env, pretrained.policy, log_reward)
+    if ft.method.startswith("exact"):
+        sampler = ExactMarginal(base_env, pretrained.policy, log_reward,
+                                flows="visits" if ft.method == "exact_visits" else "head")
         state, spec = {"log_pf": sampler.log_pf.float().cpu()}, None
         summary["reward_calls"] = sampler.reward_calls
     elif ft.method == "amortised":
@@ -193,7 +187,7 @@ def load_sampler(path: str | Path, device: str | None = None) -> Sampler:
         raise CheckpointError(f"{path} holds neither a pretrained nor a fine-tuned OC-GFN")
     config = RunConfig.from_dict(state["config"])
     env = make_env(config.env, device=resolve_device(device or state["finetune"]["device"]), **config.env_params)
-    if state["method"] == "exact":
+    if state["method"].startswith("exact"):
         policy = TablePolicy(state["log_pf"])
     else:
         policy = Policy(env, **state["policy_spec"])

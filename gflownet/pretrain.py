@@ -27,11 +27,12 @@ from gflownet.metrics import terminal_distribution, transitions
 from gflownet.objectives.oc import DEFAULT_LOG_FLOOR, outcome_log_reward
 from gflownet.policy import Policy, masked_log_softmax
 from gflownet.replay import ReplayBuffer, hindsight_relabel
-from gflownet.sampler import sample_forward
+from gflownet.sampler import sample_backward, sample_forward
 from gflownet.trainer import Trainer
 from gflownet.trajectories import Trajectories
 
 PRETRAIN_KIND = "oc_pretrain"
+OUTCOME_SOURCES = ("explorer", "backward", "uniform")
 
 
 def _f(default, help: str):
@@ -49,8 +50,8 @@ class OCConfig:
     success_samples: int = _f(1000, "outcomes drawn to measure the success rate at each evaluation")
 
     def check(self) -> "OCConfig":
-        if self.outcomes not in ("explorer", "uniform"):
-            raise ConfigError(f"oc.outcomes must be 'explorer' or 'uniform', got {self.outcomes!r}")
+        if self.outcomes not in OUTCOME_SOURCES:
+            raise ConfigError(f"oc.outcomes must be one of {', '.join(OUTCOME_SOURCES)}, got {self.outcomes!r}")
         if not self.log_floor < 0:
             raise ConfigError(f"oc.log_floor must be < 0, got {self.log_floor}")
         for name in ("replay_capacity", "explorer_hidden", "success_samples"):
@@ -162,6 +163,10 @@ class PretrainTrainer(Trainer):
         else:
             y = env.sample_outcomes(t.batch_size, self.generator)
         cond = env.encode_outcome(y)
+        if self.oc.outcomes == "backward":
+            positive = sample_backward(env, self.policy, y, cond=cond, generator=self.generator)
+            positive.log_reward = torch.zeros(len(y), device=self.device)
+            parts.append(positive)
         negative = sample_forward(env, self.policy, t.batch_size, cond=cond, epsilon=t.epsilon,
                                   temperature=t.temperature, generator=self.generator)
         success = env.same_outcome(negative.terminal, y)

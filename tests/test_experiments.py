@@ -60,3 +60,18 @@ def test_seh_frag_quick(tmp_path):
     assert all(0 < r["top100"] <= 100 / 8 and r["unique"] >= 1 for r in rows)
     assert "| fl_subtb | 0 | 32 |" in (tmp_path / "seh_frag_quick.md").read_text()
     assert (tmp_path / "seh_frag_quick.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ocgfn_quick(tmp_path):
+    import ocgfn
+
+    ocgfn.main(["--quick", "--out", str(tmp_path)])
+    table = (tmp_path / "ocgfn_quick.md").read_text()
+    for method in ocgfn.METHODS:
+        assert f"| {method} |" in table
+    result = json.loads((tmp_path / "ocgfn_quick.json").read_text())
+    assert 0 <= result["pretrain"][-1]["success_rate"] <= 1
+    assert all(0 <= f["l1"] <= 2 and 0 <= f["modes_found"] <= f["n_modes"] for f in result["finals"])
+    exact = [f for f in result["finals"] if f["method"].startswith("exact")]
+    assert all(f["reward_calls"] == 25 for f in exact)  # R' of each of the 5x5 outcomes, once
+    assert (tmp_path / "ocgfn_quick.png").read_bytes()[:4] == b"\x89PNG"

@@ -23,6 +23,7 @@ from gflownet.objectives.db import detailed_balance
 from gflownet.objectives.fl import fl_detailed_balance, fl_subtrajectory_balance
 from gflownet.objectives.fm import flow_matching
 from gflownet.objectives.modified_db import modified_detailed_balance
+from gflownet.objectives.oc import teleported_detailed_balance
 from gflownet.objectives.subtb import subtrajectory_balance
 from gflownet.objectives.tb import trajectory_balance, vargrad
 from gflownet.policy import Policy, masked_log_softmax
@@ -957,6 +958,9 @@ def _pure(name, ev):
     if name == "fl_subtb":
         return fl_subtrajectory_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.state_energy, ev.lengths, 0.9,
                                         ev.complete)
+    if name == "oc_db":
+        return teleported_detailed_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.log_reward, ev.lengths,
+                                           ev.complete)
     raise AssertionError(f"no direct reference for {name}: add it here")
 
 

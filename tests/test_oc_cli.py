@@ -1,0 +1,114 @@
+"""The OC-GFN command line: pretrain -> finetune (every method) -> sample on a tiny grid, the
+checkpoint's device mapping, and one clear error for each bad input."""
+import csv
+import json
+
+import pytest
+import torch
+
+from gflownet import checkpoint
+from gflownet.cli import main
+from gflownet.errors import ConfigError
+from gflownet.oc_runs import load_sampler
+from gflownet.pretrain import load_pretrained
+from test_cli import assert_one_line_error, run_cli
+
+TINY = ["--env", "hypergrid", "--set", "dim=2", "--set", "side=3", "--set", "hidden=16", "--batch-size", "8",
+        "--trajectories", "80", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def pre(tmp_path_factory):
+    out = tmp_path_factory.mktemp("oc") / "pre"
+    assert main(["pretrain", *TINY, "--set", "hindsight_batch=8", "--set", "oc.log_floor=-5", "--out", str(out)]) == 0
+    return out
+
+
+def test_pretrain_writes_a_run_with_success_rates(pre):
+    assert json.loads((pre / "oc.json").read_text())["log_floor"] == -5
+    assert json.loads((pre / "config.json").read_text())["objective"] == "oc_db"
+    evals = [json.loads(line) for line in (pre / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] == "eval"]
+    assert evals and 0 <= evals[-1]["success_rate"] <= 1 and "train_success_rate" in evals[-1]
+
+
+@pytest.mark.parametrize("method", ["exact", "exact_visits", "amortised", "continue", "scratch"])
+def test_finetune_then_sample(pre, tmp_path, capsys, method):
+    ft = tmp_path / method
+    code, out, err = run_cli(capsys, "finetune", str(pre), "--reward", "tests.user_rewards:corner", "--method", method,
+                             "--trajectories", "32", "--batch-size", "8", "--no-progress", "--out", str(ft))
+    assert code == 0, err
+    summary = json.loads((ft / "summary.json").read_text())
+    assert summary["method"] == method and 0 <= summary["l1"] <= 2
+    code, _, _ = run_cli(capsys, "sample", str(ft), "--n", "50", "--out", str(ft / "s.csv"))
+    rows = list(csv.reader(open(ft / "s.csv")))
+    assert code == 0 and rows[0] == ["x0", "x1", "log_reward"] and len(rows) == 51
+    for x0, x1, log_r in rows[1:]:  # log R'(x) of the corner reward: log 10 at the origin, log 1 elsewhere
+        expected = torch.tensor(10.0 if (x0, x1) == ("0", "0") else 1.0).log().item()
+        assert float(log_r) == pytest.approx(expected, abs=1e-5)
+
+
+def test_exact_marginal_sampler_reports_its_exact_distance(pre, tmp_path):
+    ft = tmp_path / "exact"
+    assert main(["finetune", str(pre), "--method", "exact", "--no-progress", "--out", str(ft)]) == 0
+    summary = json.loads((ft / "summary.json").read_text())
+    assert summary["reward_calls"] == 9  # R' of every outcome of the 3x3 grid, once
+    sampler = load_sampler(ft)
+    x, columns = sampler.sample(20_000, seed=1)
+    empirical = torch.bincount(sampler.env.state_index(x), minlength=9).double() / len(x)
+    from gflownet.metrics import terminal_distribution
+
+    exact = terminal_distribution(sampler.env, sampler.policy.log_pf)
+    assert (empirical - exact).abs().max() < 0.02  # the table sampler draws its own exact distribution
+
+
+def test_sample_a_pretrained_model(pre, tmp_path, capsys):
+    code, _, _ = run_cli(capsys, "sample", str(pre), "--n", "40", "--out", str(tmp_path / "s.csv"))
+    rows = list(csv.reader(open(tmp_path / "s.csv")))
+    assert code == 0 and rows[0] == ["x0", "x1", "success"] and {r[2] for r in rows[1:]} <= {"0", "1"}
+
+
+def test_checkpoint_loads_on_the_device_asked_for(pre, tmp_path):
+    trainer = load_pretrained(pre, "cpu")
+    assert all(p.device.type == "cpu" for p in trainer.policy.parameters())
+    # a checkpoint written by a CUDA run maps onto the CPU: its config names cuda, its tensors are read
+    # onto the CPU and copied into a policy built on the device asked for
+    state = checkpoint.load(pre / "checkpoint.pt")
+    state["config"]["train"]["device"] = "cuda:0"
+    moved = tmp_path / "moved"
+    checkpoint.save(moved / "checkpoint.pt", {k: v for k, v in state.items() if k != "format_version"})
+    on_cpu = load_pretrained(moved, "cpu")
+    for a, b in zip(on_cpu.policy.parameters(), trainer.policy.parameters()):
+        assert torch.equal(a, b)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA"):
+            load_pretrained(moved)  # its own device, which this machine lacks: one clear error
+
+
+def test_bad_inputs_give_one_clear_error(pre, tmp_path, capsys):
+    ft = str(tmp_path / "ft")
+    code, _, err = run_cli(capsys, "finetune", str(pre), "--env", "hypergrid", "--set", "side=5", "--out", ft)
+    assert_one_line_error(code, err, "pretrained on hypergrid")
+    code, _, err = run_cli(capsys, "finetune", str(pre), "--reward", "tests.user_rewards:missing", "--out", ft)
+    assert_one_line_error(code, err, "no attribute")
+    code, _, err = run_cli(capsys, "finetune", str(pre), "--reward", "tests.user_rewards:negative", "--out", ft)
+    assert_one_line_error(code, err, "downstream reward")
+    code, _, err = run_cli(capsys, "finetune", str(pre), "--method", "psychic", "--out", ft)
+    assert_one_line_error(code, err, "psychic")
+    code, _, err = run_cli(capsys, "finetune", str(tmp_path), "--out", ft)
+    assert_one_line_error(code, err, "no checkpoint")
+    assert not (tmp_path / "ft").exists()  # nothing written by a refused command
+    plain = tmp_path / "plain"
+    assert main(["train", *TINY, "--out", str(plain)]) == 0
+    code, _, err = run_cli(capsys, "finetune", str(plain), "--out", ft)
+    assert_one_line_error(code, err, "not an outcome-conditioned pretraining checkpoint")
+    tf = tmp_path / "tf"
+    assert main(["pretrain", "--env", "tfbind8", "--set", "hidden=8", "--batch-size", "4", "--trajectories", "4",
+                 "--set", "success_samples=4", "--no-progress", "--out", str(tf)]) == 0
+    for method in ("exact", "amortised"):  # 87,381 states x 65,536 outcomes: refused, not an out-of-memory
+        code, _, err = run_cli(capsys, "finetune", str(tf), "--method", method, "--out", ft)
+        assert_one_line_error(code, err, "outcomes")
+    code, _, err = run_cli(capsys, "pretrain", "--env", "sets", "--no-progress", "--out", str(tmp_path / "p"))
+    assert_one_line_error(code, err, "declares no outcome space")
+    code, _, err = run_cli(capsys, "pretrain", *TINY, "--set", "oc.floor=1", "--out", str(tmp_path / "p"))
+    assert_one_line_error(code, err, "oc parameter")
