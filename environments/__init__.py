@@ -43,6 +43,6 @@ def _lookup(name: str) -> type[Environment]:
     return ENVIRONMENTS[name]
 
 
-__all__ = ["BitSequences", "ENVIRONMENTS", "Ehrlich", "Environment", "HyperGrid", "LOG_REWARD_FLOOR", "PrependAppendSequences",
-           "RNABinding", "Sequences", "SetGeneration", "TFBind8",
+__all__ = ["ENVIRONMENTS", "Environment", "HyperGrid", "LOG_REWARD_FLOOR", "SetGeneration",
            "checked_log", "env_parameters", "make_env"]
+__all__ += ["BitSequences", "Ehrlich", "PrependAppendSequences", "RNABinding", "Sequences", "TFBind8"]

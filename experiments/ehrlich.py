@@ -21,13 +21,12 @@ Writes experiments/results/ehrlich[_quick].{csv,md,png}.
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seqbench import genetic_algorithm, train_gflownet, write_outputs  # noqa: E402
+from seqbench import benchmark, genetic_algorithm, train_gflownet  # noqa: E402
 
 from gflownet.environments.ehrlich import Ehrlich, sample_chain  # noqa: E402
 
@@ -53,29 +52,22 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     budget = 800 if args.quick else args.budget
-    rows = []
-    for seed in args.seeds:
-        for method in args.methods:
-            start = time.perf_counter()
-            if method == "ga":
-                f = Ehrlich(**SMALL).function
-                g = torch.Generator().manual_seed(seed)
-                initial = torch.stack([sample_chain(f.stationary, f.transition_matrix, f.length, g) for _ in range(64)])
-                curve = genetic_algorithm(lambda x: f(x).double(), initial, f.num_states, budget, seed, 1.0)
-            else:
-                curve = train_gflownet("ehrlich", SMALL, method, seed, budget, 1.0, _calls, _fitness,
-                                       SMALL["length"], epsilon=0.05, hidden=64 if args.quick else 256)
-            rows += [{"task": "ehrlich_small", "method": method, "seed": seed, **r} for r in curve]
-            last = curve[-1]
-            print(f"{method:6s} seed {seed}: {last['calls']} calls, best f {last['best']:.4f} (fraction of the "
-                  f"optimum), {last['modes']} optima, top-100 mean f {last['top100_mean']:.4f} "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
-    stem = "ehrlich_quick" if args.quick else "ehrlich"
+
+    def run(method, seed):
+        if method != "ga":
+            return train_gflownet("ehrlich", SMALL, method, seed, budget, 1.0, _calls, _fitness, SMALL["length"],
+                                  epsilon=0.05, hidden=64 if args.quick else 256)
+        f = Ehrlich(**SMALL).function
+        g = torch.Generator().manual_seed(seed)
+        initial = torch.stack([sample_chain(f.stationary, f.transition_matrix, f.length, g) for _ in range(64)])
+        return genetic_algorithm(lambda x: f(x).double(), initial, f.num_states, budget, seed, 1.0)
+
     notes = (f"Small configuration {SMALL}, function seed 0; budget {budget} function calls per run, run seeds "
              f"{args.seeds}; `python experiments/ehrlich.py {' '.join(argv if argv is not None else sys.argv[1:])}`. "
              "Best f is the fraction of the optimum (1) reached.")
-    write_outputs(Path(args.out), stem, rows, "Ehrlich function, small configuration", "distinct optima (f = 1)",
-                  notes)
+    rows = benchmark("ehrlich_small", args.seeds, args.methods, run, Path(args.out),
+                     "ehrlich_quick" if args.quick else "ehrlich", "Ehrlich function, small configuration",
+                     "optima (f = 1)", notes)
     return rows
 
 

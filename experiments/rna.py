@@ -20,13 +20,12 @@ Writes experiments/results/rna_l14[_quick].{csv,md,png}.
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seqbench import genetic_algorithm, train_gflownet, write_outputs  # noqa: E402
+from seqbench import benchmark, genetic_algorithm, train_gflownet  # noqa: E402
 
 from gflownet.environments.rna import RNABinding  # noqa: E402
 
@@ -55,27 +54,21 @@ def main(argv=None):
     torch.set_num_threads(1)
     budget = 600 if args.quick else args.budget
     params = {"length": LENGTH, "targets": "RNA1", "workers": args.workers}
-    rows = []
-    for seed in args.seeds:
-        for method in args.methods:
-            start = time.perf_counter()
-            if method == "ga":
-                env = RNABinding(**params)
-                initial = torch.randint(4, (64, LENGTH), generator=torch.Generator().manual_seed(seed))
-                curve = genetic_algorithm(env.fitness, initial, 4, budget, seed, THRESHOLD)
-                env.close()
-            else:
-                curve = train_gflownet("rna", params, OBJECTIVES[method], seed, budget, THRESHOLD, _calls, _fitness,
-                                       LENGTH, epsilon=0.05, hidden=64 if args.quick else 256)
-            rows += [{"task": "rna_l14_RNA1", "method": method, "seed": seed, **r} for r in curve]
-            last = curve[-1]
-            print(f"{method:9s} seed {seed}: {last['calls']} calls, {last['distinct']} distinct 14-mers, "
-                  f"{last['modes']} with f >= 0.9, top-100 mean f {last['top100_mean']:.4f}, best "
-                  f"{last['best']:.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
-    stem = "rna_l14_quick" if args.quick else "rna_l14"
+
+    def run(method, seed):
+        if method != "ga":
+            return train_gflownet("rna", params, OBJECTIVES[method], seed, budget, THRESHOLD, _calls, _fitness,
+                                  LENGTH, epsilon=0.05, hidden=64 if args.quick else 256)
+        env = RNABinding(**params)
+        initial = torch.randint(4, (64, LENGTH), generator=torch.Generator().manual_seed(seed))
+        curve = genetic_algorithm(env.fitness, initial, 4, budget, seed, THRESHOLD)
+        env.close()
+        return curve
+
     notes = (f"Budget {budget} reward calls per run, seeds {args.seeds}; `python experiments/rna.py "
              f"{' '.join(argv if argv is not None else sys.argv[1:])}`. FL-SubTB's budget includes its prefix folds.")
-    write_outputs(Path(args.out), stem, rows, "RNA binding L14 (RNA1)", "distinct 14-mers with f >= 0.9", notes)
+    rows = benchmark("rna_l14_RNA1", args.seeds, args.methods, run, Path(args.out),
+                     "rna_l14_quick" if args.quick else "rna_l14", "RNA binding L14 (RNA1)", "with f >= 0.9", notes)
     return rows
 
 

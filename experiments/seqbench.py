@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -106,6 +107,24 @@ def train_gflownet(env_name: str, env_params: dict, objective: str, seed: int, b
             rows.append({"calls": used, **record.stats(threshold)})
     if hasattr(env, "close"):
         env.close()
+    return rows
+
+
+def benchmark(task: str, seeds: list[int], methods: list[str], run: Callable, out: Path, stem: str, title: str,
+              mode_label: str, notes: str) -> list[dict]:
+    """``run(method, seed)`` -> curve rows for every seed and method; prints the final
+    row of each run and writes the outputs (``write_outputs``)."""
+    rows = []
+    for seed in seeds:
+        for method in methods:
+            start = time.perf_counter()
+            curve = run(method, seed)
+            rows += [{"task": task, "method": method, "seed": seed, **r} for r in curve]
+            last = curve[-1]
+            print(f"{method:9s} seed {seed}: {last['calls']} calls, {last['distinct']} distinct, {last['modes']} "
+                  f"{mode_label}, top-100 mean f {last['top100_mean']:.4f}, best f {last['best']:.4f} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+    write_outputs(out, stem, rows, title, mode_label, notes)
     return rows
 
 
