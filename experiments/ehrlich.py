@@ -17,7 +17,7 @@ elitist survival, started from 64 samples of the function's Markov chain (feasib
   python experiments/ehrlich.py --quick                  # < 60 s
   python experiments/ehrlich.py --budget 50000 --seeds 0 1 2
 
-Writes experiments/results/ehrlich[_quick].{csv,md,png}.
+Writes experiments/results/ehrlich_{quick,b<budget>}.{csv,md,png}.
 """
 import argparse
 import sys
@@ -66,7 +66,7 @@ def main(argv=None):
              f"{args.seeds}; `python experiments/ehrlich.py {' '.join(argv if argv is not None else sys.argv[1:])}`. "
              "Best f is the fraction of the optimum (1) reached.")
     rows = benchmark("ehrlich_small", args.seeds, args.methods, run, Path(args.out),
-                     "ehrlich_quick" if args.quick else "ehrlich", "Ehrlich function, small configuration",
+                     "ehrlich_quick" if args.quick else f"ehrlich_b{budget}", "Ehrlich function, small configuration",
                      "optima (f = 1)", notes)
     return rows
 

@@ -16,7 +16,7 @@ elitist survival, started from 64 uniform sequences.
   python experiments/rna.py --quick                      # < 60 s
   python experiments/rna.py --budget 100000 --seeds 0    # the issue's budget
 
-Writes experiments/results/rna_l14[_quick].{csv,md,png}.
+Writes experiments/results/rna_l14_{quick,b<budget>}.{csv,md,png}.
 """
 import argparse
 import sys
@@ -67,8 +67,9 @@ def main(argv=None):
 
     notes = (f"Budget {budget} reward calls per run, seeds {args.seeds}; `python experiments/rna.py "
              f"{' '.join(argv if argv is not None else sys.argv[1:])}`. FL-SubTB's budget includes its prefix folds.")
-    rows = benchmark("rna_l14_RNA1", args.seeds, args.methods, run, Path(args.out),
-                     "rna_l14_quick" if args.quick else "rna_l14", "RNA binding L14 (RNA1)", "with f >= 0.9", notes)
+    stem = "rna_l14_quick" if args.quick else f"rna_l14_b{budget}"
+    rows = benchmark("rna_l14_RNA1", args.seeds, args.methods, run, Path(args.out), stem, "RNA binding L14 (RNA1)",
+                     "with f >= 0.9", notes)
     return rows
 
 
