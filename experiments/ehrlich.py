@@ -12,7 +12,7 @@ distinct optima (f = 1) were found, the mean f of the best 100 and their diversi
 GFlowNets: 2x256 MLP, batch 16, Adam 1e-3 (log Z 1e-1), constant rates, learned P_B,
 training reward max(f, 1e-3)^3, epsilon-uniform exploration 0.05.
 GA: population 64, binary tournaments, uniform crossover, mutation 1/L per position,
-elitist survival, started from 64 samples of the function's Markov chain (feasible).
+elitist survival (children win ties), started from 64 samples of the function's Markov chain (feasible).
 
   python experiments/ehrlich.py --quick                  # < 60 s
   python experiments/ehrlich.py --budget 50000 --seeds 0 1 2

@@ -11,7 +11,7 @@ and the mean Hamming distance between the best 100 (diversity).
 GFlowNets: 2x256 MLP, batch 16, Adam 1e-3 (log Z 1e-1), constant rates, learned P_B,
 training reward max(f, 1e-3)^8, epsilon-uniform exploration 0.05.
 GA: population 64, binary tournaments, uniform crossover, mutation 1/14 per position,
-elitist survival, started from 64 uniform sequences.
+elitist survival (children win ties), started from 64 uniform sequences.
 
   python experiments/rna.py --quick                      # < 60 s
   python experiments/rna.py --budget 100000 --seeds 0    # the budget

@@ -41,7 +41,8 @@ class Record:
         return len(self.f)
 
     def stats(self, threshold: float) -> dict:
-        values = torch.tensor(list(self.f.values()), dtype=torch.float64)
+        """Over the distinct sequences so far; an infeasible one (f = -inf) counts as f = 0."""
+        values = torch.tensor(list(self.f.values()), dtype=torch.float64).clamp_min(0)
         top = values.topk(min(100, len(values))).indices
         seqs = torch.tensor(list(self.f))[top]
         return {"distinct": len(values), "modes": int((values >= threshold).sum()),
@@ -54,7 +55,8 @@ def genetic_algorithm(fitness: Callable, initial: torch.Tensor, n_tokens: int, b
     """A steady elitist GA: each generation breeds ``population`` children from parents
     picked by binary tournaments (uniform crossover, then each position resampled
     with probability ``mutation_rate``, default 1/L); the best ``population`` of
-    parents and children survive. ``fitness(tokens [B, L]) -> [B]`` (-inf: infeasible).
+    parents and children survive, children winning ties (so that the population
+    drifts across plateaus of f). ``fitness(tokens [B, L]) -> [B]`` (-inf: infeasible).
     Stops once ``budget`` distinct sequences were scored; returns the curve rows."""
     g = torch.Generator().manual_seed(seed)
     record, rows = Record(), []
@@ -74,8 +76,8 @@ def genetic_algorithm(fitness: Callable, initial: torch.Tensor, n_tokens: int, b
         before = len(record)
         child_fit = fitness(children)
         record.add(children, child_fit)
-        pop, fit = torch.cat([pop, children]), torch.cat([fit, child_fit])
-        best = fit.topk(population).indices
+        pop, fit = torch.cat([children, pop]), torch.cat([child_fit, fit])  # children first: they win ties
+        best = torch.sort(fit, descending=True, stable=True).indices[:population]
         pop, fit = pop[best], fit[best]
         if len(record) // every > before // every or len(record) >= budget:
             rows.append({"calls": len(record), **record.stats(threshold)})
