@@ -49,6 +49,8 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the run (the function is seed 0)")
     parser.add_argument("--methods", nargs="+", default=["tb", "subtb", "ga"])
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--merge", action="store_true",
+                        help="rerun only --methods, keeping the other methods' rows of the existing CSV")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     budget = 800 if args.quick else args.budget
@@ -65,9 +67,11 @@ def main(argv=None):
     notes = (f"Small configuration {SMALL}, function seed 0; budget {budget} function calls per run, run seeds "
              f"{args.seeds}; `python experiments/ehrlich.py {' '.join(argv if argv is not None else sys.argv[1:])}`. "
              "Best f is the fraction of the optimum (1) reached.")
+    if args.merge:
+        notes += f" Rows of methods other than {', '.join(args.methods)} are kept from the earlier run."
     rows = benchmark("ehrlich_small", args.seeds, args.methods, run, Path(args.out),
                      "ehrlich_quick" if args.quick else f"ehrlich_b{budget}", "Ehrlich function, small configuration",
-                     "optima (f = 1)", notes)
+                     "optima (f = 1)", notes, args.merge)
     return rows
 
 

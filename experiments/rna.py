@@ -50,6 +50,8 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="+", default=[*OBJECTIVES, "ga"])
     parser.add_argument("--workers", type=int, default=2, help="folding processes")
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--merge", action="store_true",
+                        help="rerun only --methods, keeping the other methods' rows of the existing CSV")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     budget = 600 if args.quick else args.budget
@@ -67,9 +69,11 @@ def main(argv=None):
 
     notes = (f"Budget {budget} reward calls per run, seeds {args.seeds}; `python experiments/rna.py "
              f"{' '.join(argv if argv is not None else sys.argv[1:])}`. FL-SubTB's budget includes its prefix folds.")
+    if args.merge:
+        notes += f" Rows of methods other than {', '.join(args.methods)} are kept from the earlier run."
     stem = "rna_l14_quick" if args.quick else f"rna_l14_b{budget}"
     rows = benchmark("rna_l14_RNA1", args.seeds, args.methods, run, Path(args.out), stem, "RNA binding L14 (RNA1)",
-                     "with f >= 0.9", notes)
+                     "with f >= 0.9", notes, args.merge)
     return rows
 
 

@@ -113,10 +113,11 @@ def train_gflownet(env_name: str, env_params: dict, objective: str, seed: int, b
 
 
 def benchmark(task: str, seeds: list[int], methods: list[str], run: Callable, out: Path, stem: str, title: str,
-              mode_label: str, notes: str) -> list[dict]:
+              mode_label: str, notes: str, merge: bool = False) -> list[dict]:
     """``run(method, seed)`` -> curve rows for every seed and method; prints the final
-    row of each run and writes the outputs (``write_outputs``)."""
-    rows = []
+    row of each run and writes the outputs (``write_outputs``). With ``merge``, the rows
+    of the other methods are kept from an earlier ``{stem}.csv`` (rerun a subset)."""
+    rows = _read_rows(out / f"{stem}.csv", exclude=methods) if merge else []
     for seed in seeds:
         for method in methods:
             start = time.perf_counter()
@@ -168,6 +169,14 @@ def write_outputs(out: Path, stem: str, rows: list[dict], title: str, threshold_
     fig.savefig(out / f"{stem}.png", dpi=100)
     plt.close(fig)
     return finals
+
+
+def _read_rows(path: Path, exclude: list[str]) -> list[dict]:
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["method"] not in exclude]
+    numeric = {"seed": int, "calls": int, "distinct": int, "modes": int, "top100_mean": float, "best": float,
+               "top100_hamming": float}
+    return [{k: numeric[k](v) if k in numeric else v for k, v in r.items()} for r in rows]
 
 
 def _finals(rows, method):
