@@ -19,14 +19,13 @@ elitist survival (children win ties), started from 64 samples of the function's 
 
 Writes experiments/results/ehrlich_{quick,b<budget>}.{csv,md,png}.
 """
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seqbench import benchmark, genetic_algorithm, train_gflownet  # noqa: E402
+from seqbench import arguments, benchmark, genetic_algorithm, train_gflownet  # noqa: E402
 
 from gflownet.environments.ehrlich import Ehrlich, sample_chain  # noqa: E402
 
@@ -43,14 +42,7 @@ def _fitness(env, tokens):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--quick", action="store_true", help="a tiny budget, for CI (< 60 s)")
-    parser.add_argument("--budget", type=int, default=50_000, help="function calls per run")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the run (the function is seed 0)")
-    parser.add_argument("--methods", nargs="+", default=["tb", "subtb", "ga"])
-    parser.add_argument("--out", default=str(HERE / "results"))
-    parser.add_argument("--merge", action="store_true",
-                        help="rerun only --methods, keeping the other methods' rows of the existing CSV")
+    parser = arguments(__doc__.splitlines()[1], 50_000, ["tb", "subtb", "ga"], HERE / "results")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     budget = 800 if args.quick else args.budget
@@ -67,8 +59,6 @@ def main(argv=None):
     notes = (f"Small configuration {SMALL}, function seed 0; budget {budget} function calls per run, run seeds "
              f"{args.seeds}; `python experiments/ehrlich.py {' '.join(argv if argv is not None else sys.argv[1:])}`. "
              "Best f is the fraction of the optimum (1) reached.")
-    if args.merge:
-        notes += f" Rows of methods other than {', '.join(args.methods)} are kept from the earlier run."
     rows = benchmark("ehrlich_small", args.seeds, args.methods, run, Path(args.out),
                      "ehrlich_quick" if args.quick else f"ehrlich_b{budget}", "Ehrlich function, small configuration",
                      "optima (f = 1)", notes, args.merge)

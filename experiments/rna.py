@@ -18,14 +18,13 @@ elitist survival (children win ties), started from 64 uniform sequences.
 
 Writes experiments/results/rna_l14_{quick,b<budget>}.{csv,md,png}.
 """
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seqbench import benchmark, genetic_algorithm, train_gflownet  # noqa: E402
+from seqbench import arguments, benchmark, genetic_algorithm, train_gflownet  # noqa: E402
 
 from gflownet.environments.rna import RNABinding  # noqa: E402
 
@@ -43,15 +42,8 @@ def _fitness(env, tokens):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--quick", action="store_true", help="a tiny budget, for CI (< 60 s)")
-    parser.add_argument("--budget", type=int, default=100_000, help="reward calls per run")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--methods", nargs="+", default=[*OBJECTIVES, "ga"])
+    parser = arguments(__doc__.splitlines()[1], 100_000, [*OBJECTIVES, "ga"], HERE / "results")
     parser.add_argument("--workers", type=int, default=2, help="folding processes")
-    parser.add_argument("--out", default=str(HERE / "results"))
-    parser.add_argument("--merge", action="store_true",
-                        help="rerun only --methods, keeping the other methods' rows of the existing CSV")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     budget = 600 if args.quick else args.budget
@@ -69,8 +61,6 @@ def main(argv=None):
 
     notes = (f"Budget {budget} reward calls per run, seeds {args.seeds}; `python experiments/rna.py "
              f"{' '.join(argv if argv is not None else sys.argv[1:])}`. FL-SubTB's budget includes its prefix folds.")
-    if args.merge:
-        notes += f" Rows of methods other than {', '.join(args.methods)} are kept from the earlier run."
     stem = "rna_l14_quick" if args.quick else f"rna_l14_b{budget}"
     rows = benchmark("rna_l14_RNA1", args.seeds, args.methods, run, Path(args.out), stem, "RNA binding L14 (RNA1)",
                      "with f >= 0.9", notes, args.merge)

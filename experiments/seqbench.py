@@ -8,6 +8,7 @@ so far: how many have f >= the mode threshold, the mean f of the best 100, the b
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import math
 import time
@@ -25,6 +26,19 @@ from gflownet.diversity import hamming, mean_pairwise_distance  # noqa: E402
 from gflownet.trainer import Trainer  # noqa: E402
 
 CURVE_POINTS = 20
+
+
+def arguments(description: str, budget: int, methods: list[str], out: Path) -> argparse.ArgumentParser:
+    """The command line the benchmarks share (scripts add their own options)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="a tiny budget, for CI (< 60 s)")
+    parser.add_argument("--budget", type=int, default=budget, help="reward calls per run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--methods", nargs="+", default=methods)
+    parser.add_argument("--out", default=str(out))
+    parser.add_argument("--merge", action="store_true",
+                        help="rerun only --methods, keeping the other methods' rows of the existing CSV")
+    return parser
 
 
 class Record:
@@ -118,6 +132,8 @@ def benchmark(task: str, seeds: list[int], methods: list[str], run: Callable, ou
     row of each run and writes the outputs (``write_outputs``). With ``merge``, the rows
     of the other methods are kept from an earlier ``{stem}.csv`` (rerun a subset)."""
     rows = _read_rows(out / f"{stem}.csv", exclude=methods) if merge else []
+    if merge:
+        notes += f" Rows of methods other than {', '.join(methods)} are kept from the earlier run."
     for seed in seeds:
         for method in methods:
             start = time.perf_counter()
