@@ -46,6 +46,6 @@ def _lookup(name: str) -> type[Environment]:
     return ENVIRONMENTS[name]
 
 
-__all__ = ["AtomEnv", "BitSequences", "ENVIRONMENTS", "Ehrlich", "Environment", "FragmentEnv", "HyperGrid", "LOG_REWARD_FLOOR", "PrependAppendSequences",
-           "RNABinding", "Sequences", "SetGeneration", "TFBind8",
+__all__ = ["AtomEnv", "BitSequences", "ENVIRONMENTS", "Ehrlich", "Environment", "FragmentEnv", "HyperGrid",
+           "LOG_REWARD_FLOOR", "PrependAppendSequences", "RNABinding", "Sequences", "SetGeneration", "TFBind8",
            "checked_log", "env_parameters", "make_env"]

@@ -198,7 +198,22 @@ class Sequences(Environment):
             return self.bigram_log_reward(states)
         return checked_log(self.scorer(states), states, f"{self.name} reward function")
 
+    def check_states(self, states: torch.Tensor) -> None:
+        """Refuse, naming the first culprit, a batch that is not ``[B, max_length]`` of
+        tokens ``0..V-1`` followed by pads ``V``."""
+        if states.dim() != 2 or states.shape[1] != self.max_length:
+            raise ConfigError(f"{self.name}: states must be [B, {self.max_length}], got {tuple(states.shape)}")
+        outside = (states < 0) | (states > self.pad)
+        gap = (states[:, 1:] != self.pad) & (states[:, :-1] == self.pad)
+        bad = outside.any(-1) | gap.any(-1)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0])
+            why = (f"a token outside 0..{self.pad} (the alphabet has {self.n_tokens} symbols, {self.pad} pads)"
+                   if bool(outside[i].any()) else "a token after a pad (sequences are left-aligned)")
+            raise ConfigError(f"{self.name}: state {states[i].tolist()} has {why}")
+
     def log_reward(self, states):
+        self.check_states(states)
         can_exit = self.lengths(states) >= self.min_length
         if bool(can_exit.all()):
             return self.terminal_log_reward(states)

@@ -12,22 +12,20 @@ distinct optima (f = 1) were found, the mean f of the best 100 and their diversi
 GFlowNets: 2x256 MLP, batch 16, Adam 1e-3 (log Z 1e-1), constant rates, learned P_B,
 training reward max(f, 1e-3)^3, epsilon-uniform exploration 0.05.
 GA: population 64, binary tournaments, uniform crossover, mutation 1/L per position,
-elitist survival, started from 64 samples of the function's Markov chain (feasible).
+elitist survival (children win ties), started from 64 samples of the function's Markov chain (feasible).
 
   python experiments/ehrlich.py --quick                  # < 60 s
   python experiments/ehrlich.py --budget 50000 --seeds 0 1 2
 
-Writes experiments/results/ehrlich[_quick].{csv,md,png}.
+Writes experiments/results/ehrlich_{quick,b<budget>}.{csv,md,png}.
 """
-import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seqbench import genetic_algorithm, train_gflownet, write_outputs  # noqa: E402
+from seqbench import arguments, benchmark, genetic_algorithm, train_gflownet  # noqa: E402
 
 from gflownet.environments.ehrlich import Ehrlich, sample_chain  # noqa: E402
 
@@ -44,38 +42,26 @@ def _fitness(env, tokens):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--quick", action="store_true", help="a tiny budget, for CI (< 60 s)")
-    parser.add_argument("--budget", type=int, default=50_000, help="function calls per run")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the run (the function is seed 0)")
-    parser.add_argument("--methods", nargs="+", default=["tb", "subtb", "ga"])
-    parser.add_argument("--out", default=str(HERE / "results"))
+    parser = arguments(__doc__.splitlines()[1], 50_000, ["tb", "subtb", "ga"], HERE / "results")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     budget = 800 if args.quick else args.budget
-    rows = []
-    for seed in args.seeds:
-        for method in args.methods:
-            start = time.perf_counter()
-            if method == "ga":
-                f = Ehrlich(**SMALL).function
-                g = torch.Generator().manual_seed(seed)
-                initial = torch.stack([sample_chain(f.stationary, f.transition_matrix, f.length, g) for _ in range(64)])
-                curve = genetic_algorithm(lambda x: f(x).double(), initial, f.num_states, budget, seed, 1.0)
-            else:
-                curve = train_gflownet("ehrlich", SMALL, method, seed, budget, 1.0, _calls, _fitness,
-                                       SMALL["length"], epsilon=0.05, hidden=64 if args.quick else 256)
-            rows += [{"task": "ehrlich_small", "method": method, "seed": seed, **r} for r in curve]
-            last = curve[-1]
-            print(f"{method:6s} seed {seed}: {last['calls']} calls, best f {last['best']:.4f} (fraction of the "
-                  f"optimum), {last['modes']} optima, top-100 mean f {last['top100_mean']:.4f} "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
-    stem = "ehrlich_quick" if args.quick else "ehrlich"
+
+    def run(method, seed):
+        if method != "ga":
+            return train_gflownet("ehrlich", SMALL, method, seed, budget, 1.0, _calls, _fitness, SMALL["length"],
+                                  epsilon=0.05, hidden=64 if args.quick else 256)
+        f = Ehrlich(**SMALL).function
+        g = torch.Generator().manual_seed(seed)
+        initial = torch.stack([sample_chain(f.stationary, f.transition_matrix, f.length, g) for _ in range(64)])
+        return genetic_algorithm(lambda x: f(x).double(), initial, f.num_states, budget, seed, 1.0)
+
     notes = (f"Small configuration {SMALL}, function seed 0; budget {budget} function calls per run, run seeds "
              f"{args.seeds}; `python experiments/ehrlich.py {' '.join(argv if argv is not None else sys.argv[1:])}`. "
              "Best f is the fraction of the optimum (1) reached.")
-    write_outputs(Path(args.out), stem, rows, "Ehrlich function, small configuration", "distinct optima (f = 1)",
-                  notes)
+    rows = benchmark("ehrlich_small", args.seeds, args.methods, run, Path(args.out),
+                     "ehrlich_quick" if args.quick else f"ehrlich_b{budget}", "Ehrlich function, small configuration",
+                     "optima (f = 1)", notes, args.merge)
     return rows
 
 

@@ -11,22 +11,20 @@ and the mean Hamming distance between the best 100 (diversity).
 GFlowNets: 2x256 MLP, batch 16, Adam 1e-3 (log Z 1e-1), constant rates, learned P_B,
 training reward max(f, 1e-3)^8, epsilon-uniform exploration 0.05.
 GA: population 64, binary tournaments, uniform crossover, mutation 1/14 per position,
-elitist survival, started from 64 uniform sequences.
+elitist survival (children win ties), started from 64 uniform sequences.
 
   python experiments/rna.py --quick                      # < 60 s
   python experiments/rna.py --budget 100000 --seeds 0    # the issue's budget
 
-Writes experiments/results/rna_l14[_quick].{csv,md,png}.
+Writes experiments/results/rna_l14_{quick,b<budget>}.{csv,md,png}.
 """
-import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seqbench import genetic_algorithm, train_gflownet, write_outputs  # noqa: E402
+from seqbench import arguments, benchmark, genetic_algorithm, train_gflownet  # noqa: E402
 
 from gflownet.environments.rna import RNABinding  # noqa: E402
 
@@ -44,38 +42,28 @@ def _fitness(env, tokens):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--quick", action="store_true", help="a tiny budget, for CI (< 60 s)")
-    parser.add_argument("--budget", type=int, default=100_000, help="reward calls per run")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--methods", nargs="+", default=[*OBJECTIVES, "ga"])
+    parser = arguments(__doc__.splitlines()[1], 100_000, [*OBJECTIVES, "ga"], HERE / "results")
     parser.add_argument("--workers", type=int, default=2, help="folding processes")
-    parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     budget = 600 if args.quick else args.budget
     params = {"length": LENGTH, "targets": "RNA1", "workers": args.workers}
-    rows = []
-    for seed in args.seeds:
-        for method in args.methods:
-            start = time.perf_counter()
-            if method == "ga":
-                env = RNABinding(**params)
-                initial = torch.randint(4, (64, LENGTH), generator=torch.Generator().manual_seed(seed))
-                curve = genetic_algorithm(env.fitness, initial, 4, budget, seed, THRESHOLD)
-                env.close()
-            else:
-                curve = train_gflownet("rna", params, OBJECTIVES[method], seed, budget, THRESHOLD, _calls, _fitness,
-                                       LENGTH, epsilon=0.05, hidden=64 if args.quick else 256)
-            rows += [{"task": "rna_l14_RNA1", "method": method, "seed": seed, **r} for r in curve]
-            last = curve[-1]
-            print(f"{method:9s} seed {seed}: {last['calls']} calls, {last['distinct']} distinct 14-mers, "
-                  f"{last['modes']} with f >= 0.9, top-100 mean f {last['top100_mean']:.4f}, best "
-                  f"{last['best']:.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
-    stem = "rna_l14_quick" if args.quick else "rna_l14"
+
+    def run(method, seed):
+        if method != "ga":
+            return train_gflownet("rna", params, OBJECTIVES[method], seed, budget, THRESHOLD, _calls, _fitness,
+                                  LENGTH, epsilon=0.05, hidden=64 if args.quick else 256)
+        env = RNABinding(**params)
+        initial = torch.randint(4, (64, LENGTH), generator=torch.Generator().manual_seed(seed))
+        curve = genetic_algorithm(env.fitness, initial, 4, budget, seed, THRESHOLD)
+        env.close()
+        return curve
+
     notes = (f"Budget {budget} reward calls per run, seeds {args.seeds}; `python experiments/rna.py "
              f"{' '.join(argv if argv is not None else sys.argv[1:])}`. FL-SubTB's budget includes its prefix folds.")
-    write_outputs(Path(args.out), stem, rows, "RNA binding L14 (RNA1)", "distinct 14-mers with f >= 0.9", notes)
+    stem = "rna_l14_quick" if args.quick else f"rna_l14_b{budget}"
+    rows = benchmark("rna_l14_RNA1", args.seeds, args.methods, run, Path(args.out), stem, "RNA binding L14 (RNA1)",
+                     "with f >= 0.9", notes, args.merge)
     return rows
 
 

@@ -8,8 +8,10 @@ so far: how many have f >= the mode threshold, the mean f of the best 100, the b
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import math
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +28,19 @@ from gflownet.trainer import Trainer  # noqa: E402
 CURVE_POINTS = 20
 
 
+def arguments(description: str, budget: int, methods: list[str], out: Path) -> argparse.ArgumentParser:
+    """The command line the benchmarks share (scripts add their own options)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="a tiny budget, for CI (< 60 s)")
+    parser.add_argument("--budget", type=int, default=budget, help="reward calls per run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--methods", nargs="+", default=methods)
+    parser.add_argument("--out", default=str(out))
+    parser.add_argument("--merge", action="store_true",
+                        help="rerun only --methods, keeping the other methods' rows of the existing CSV")
+    return parser
+
+
 class Record:
     """Distinct sequences in the order they were first scored, with their f."""
 
@@ -40,7 +55,8 @@ class Record:
         return len(self.f)
 
     def stats(self, threshold: float) -> dict:
-        values = torch.tensor(list(self.f.values()), dtype=torch.float64)
+        """Over the distinct sequences so far; an infeasible one (f = -inf) counts as f = 0."""
+        values = torch.tensor(list(self.f.values()), dtype=torch.float64).clamp_min(0)
         top = values.topk(min(100, len(values))).indices
         seqs = torch.tensor(list(self.f))[top]
         return {"distinct": len(values), "modes": int((values >= threshold).sum()),
@@ -53,7 +69,8 @@ def genetic_algorithm(fitness: Callable, initial: torch.Tensor, n_tokens: int, b
     """A steady elitist GA: each generation breeds ``population`` children from parents
     picked by binary tournaments (uniform crossover, then each position resampled
     with probability ``mutation_rate``, default 1/L); the best ``population`` of
-    parents and children survive. ``fitness(tokens [B, L]) -> [B]`` (-inf: infeasible).
+    parents and children survive, children winning ties (so that the population
+    drifts across plateaus of f). ``fitness(tokens [B, L]) -> [B]`` (-inf: infeasible).
     Stops once ``budget`` distinct sequences were scored; returns the curve rows."""
     g = torch.Generator().manual_seed(seed)
     record, rows = Record(), []
@@ -73,8 +90,8 @@ def genetic_algorithm(fitness: Callable, initial: torch.Tensor, n_tokens: int, b
         before = len(record)
         child_fit = fitness(children)
         record.add(children, child_fit)
-        pop, fit = torch.cat([pop, children]), torch.cat([fit, child_fit])
-        best = fit.topk(population).indices
+        pop, fit = torch.cat([children, pop]), torch.cat([child_fit, fit])  # children first: they win ties
+        best = torch.sort(fit, descending=True, stable=True).indices[:population]
         pop, fit = pop[best], fit[best]
         if len(record) // every > before // every or len(record) >= budget:
             rows.append({"calls": len(record), **record.stats(threshold)})
@@ -106,6 +123,27 @@ def train_gflownet(env_name: str, env_params: dict, objective: str, seed: int, b
             rows.append({"calls": used, **record.stats(threshold)})
     if hasattr(env, "close"):
         env.close()
+    return rows
+
+
+def benchmark(task: str, seeds: list[int], methods: list[str], run: Callable, out: Path, stem: str, title: str,
+              mode_label: str, notes: str, merge: bool = False) -> list[dict]:
+    """``run(method, seed)`` -> curve rows for every seed and method; prints the final
+    row of each run and writes the outputs (``write_outputs``). With ``merge``, the rows
+    of the other methods are kept from an earlier ``{stem}.csv`` (rerun a subset)."""
+    rows = _read_rows(out / f"{stem}.csv", exclude=methods) if merge else []
+    if merge:
+        notes += f" Rows of methods other than {', '.join(methods)} are kept from the earlier run."
+    for seed in seeds:
+        for method in methods:
+            start = time.perf_counter()
+            curve = run(method, seed)
+            rows += [{"task": task, "method": method, "seed": seed, **r} for r in curve]
+            last = curve[-1]
+            print(f"{method:9s} seed {seed}: {last['calls']} calls, {last['distinct']} distinct, {last['modes']} "
+                  f"{mode_label}, top-100 mean f {last['top100_mean']:.4f}, best f {last['best']:.4f} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+    write_outputs(out, stem, rows, title, mode_label, notes)
     return rows
 
 
@@ -147,6 +185,14 @@ def write_outputs(out: Path, stem: str, rows: list[dict], title: str, threshold_
     fig.savefig(out / f"{stem}.png", dpi=100)
     plt.close(fig)
     return finals
+
+
+def _read_rows(path: Path, exclude: list[str]) -> list[dict]:
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["method"] not in exclude]
+    numeric = {"seed": int, "calls": int, "distinct": int, "modes": int, "top100_mean": float, "best": float,
+               "top100_hamming": float}
+    return [{k: numeric[k](v) if k in numeric else v for k, v in r.items()} for r in rows]
 
 
 def _finals(rows, method):

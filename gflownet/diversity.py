@@ -31,20 +31,22 @@ def edit_distance(a: torch.Tensor, b: torch.Tensor, pad: int | None = None) -> t
     chunk = max(1, _MAX_TABLE // max(M * (La + 1) * (Lb + 1), 1))
     if N > chunk:
         return torch.cat([edit_distance(part, b, pad) for part in a.split(chunk)])
-    len_a = torch.full((N,), La) if pad is None else (a != pad).sum(-1)
-    len_b = torch.full((M,), Lb) if pad is None else (b != pad).sum(-1)
+    device = a.device
+    len_a = torch.full((N,), La, device=device) if pad is None else (a != pad).sum(-1)
+    len_b = torch.full((M,), Lb, device=device) if pad is None else (b != pad).sum(-1)
     differ = (a[:, None, :, None] != b[None, :, None, :]).long()  # [N, M, La, Lb]
-    prev = torch.arange(Lb + 1).expand(N, M, Lb + 1)  # row i = 0 of the table
+    prev = torch.arange(Lb + 1, device=device).expand(N, M, Lb + 1)  # row i = 0 of the table
     rows = [prev]
     for i in range(1, La + 1):
-        row = [torch.full((N, M), i)]
+        row = [torch.full((N, M), i, device=device)]
         for j in range(1, Lb + 1):
             row.append(torch.minimum(torch.minimum(prev[..., j] + 1, row[j - 1] + 1),
                                      prev[..., j - 1] + differ[:, :, i - 1, j - 1]))
         prev = torch.stack(row, -1)
         rows.append(prev)
     table = torch.stack(rows, 2)  # [N, M, La + 1, Lb + 1]
-    return table[torch.arange(N)[:, None], torch.arange(M)[None], len_a[:, None], len_b[None]]
+    return table[torch.arange(N, device=device)[:, None], torch.arange(M, device=device)[None], len_a[:, None],
+                 len_b[None]]
 
 
 def modes_reached(samples: torch.Tensor, modes: torch.Tensor, radius: int, distance=hamming) -> torch.Tensor:

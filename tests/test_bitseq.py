@@ -5,11 +5,13 @@ import pytest
 import torch
 from env_checks import check_steps_invert
 
+from gflownet.config import RunConfig
 from gflownet.environments import make_env
 from gflownet.environments.bitseq import BLOCKS, BitSequences, draw_modes
 from gflownet.errors import ConfigError
 from gflownet.policy import Policy
 from gflownet.sampler import sample_forward
+from gflownet.trainer import Trainer
 
 
 def _bits(tensor):
@@ -82,3 +84,12 @@ def test_bad_bit_strings():
         env.encode_bits(["0101"])
     with pytest.raises(ConfigError, match="not a string of 16 bits"):
         env.encode_bits(["01010101010101x1"])
+
+
+def test_short_training_reaches_low_exact_l1():
+    """8 bits in 2-bit words (256 strings, 4 modes, beta 4): exact L1 after 6,400 trajectories."""
+    config = RunConfig(env="bitseq", env_params={"n": 8, "k": 2, "n_modes": 4, "beta": 4.0})
+    config.model.hidden = 64
+    config.train.batch_size, config.train.trajectories, config.train.eval_every = 16, 6400, 0
+    summary = Trainer(config).run()
+    assert summary["l1"] < 0.2 and summary["log_z_error"] < 0.05  # measured 0.116; uniform sampler 0.40

@@ -10,6 +10,7 @@ from env_checks import check_steps_invert
 from gflownet.environments import make_env
 from gflownet.environments.ehrlich import Ehrlich, EhrlichFunction, banded_mask
 from gflownet.errors import ConfigError
+from gflownet.metrics import exact_flows, target_distribution, terminal_distribution
 from gflownet.policy import Policy
 from gflownet.sampler import sample_forward
 
@@ -87,3 +88,16 @@ def test_steps_invert_on_a_small_instance():
 def test_bad_parameters(kwargs, name):
     with pytest.raises(ConfigError, match=name):
         Ehrlich(**kwargs)
+
+
+def test_exact_dp_respects_the_masked_transitions():
+    """On an enumerable instance the exact flows sample R/Z over the feasible sequences:
+    the masked dynamics and the reward agree (infeasible ones keep only the floor)."""
+    env = Ehrlich(num_states=4, length=5, num_motifs=1, motif_length=2, quantization=2, beta=1.0)
+    states = env.all_states()
+    model = terminal_distribution(env, exact_flows(env).log_pf)
+    target, _ = target_distribution(env)
+    full = env.lengths(states) == 5
+    feasible = full & env.function.feasible(torch.where(states == env.pad, 0, states))
+    assert float((model - target).abs().sum()) < 1e-12 and float(model[full & ~feasible].sum()) == 0.0
+    assert int((~feasible[full]).sum()) > 0  # the instance does ban some transitions

@@ -128,6 +128,12 @@ def test_bad_sequences():
         env.encode(["ACGUA"])
     with pytest.raises(ConfigError, match="must have 2..4 symbols"):
         env.encode(["A"])
+    with pytest.raises(ConfigError, match=r"state \[0, 7, 4, 4\] has a token outside 0..4"):
+        env.log_reward(torch.tensor([[0, 1, 2, 3], [0, 7, 4, 4]]))
+    with pytest.raises(ConfigError, match="a token after a pad"):
+        env.log_reward(torch.tensor([[0, 4, 2, 4]]))
+    with pytest.raises(ConfigError, match=r"states must be \[B, 4\], got \(2, 5\)"):
+        env.log_reward(torch.zeros(2, 5, dtype=torch.long))
     multi = Sequences(alphabet=["ab", "c"], max_length=3)
     assert multi.decode(multi.encode([["ab", "c", "c"]])) == ["ab c c"]
 
