@@ -14,7 +14,7 @@ def assemble(vocab, row: list[list[int]], free) -> Chem.Mol | None:
     integer property ``stem`` = 1. Each junction is a single bond that replaces one
     hydrogen on either side (explicit ones, as on ``[nH]``, are removed)."""
     mol, offsets, stem_atoms = None, [], []
-    for slot, (block, parent, parent_stem) in enumerate(row):
+    for slot, (block, _parent, _parent_stem) in enumerate(row):
         if block < 0:
             break
         offsets.append(0 if mol is None else mol.GetNumAtoms())

@@ -70,7 +70,7 @@ def test_temperature_conditioning_learns_every_beta(tiny_vocab):
     for beta in (1.0, 8.0):
         cond = env.cond_for(beta, 1)
         terminals, p = exact_terminal_distribution(
-            env, lambda features: policy.forward_logits(features, cond.expand(features.num_graphs, -1)))
+            env, lambda features, cond=cond: policy.forward_logits(features, cond.expand(features.num_graphs, -1)))
         target = env.log_reward_cond(terminals, env.cond_for(beta, len(terminals))).softmax(0)
         assert (p - target).abs().sum() < 0.15, beta
     low, high = (env.log_reward_cond(terminals, env.cond_for(b, len(terminals))).softmax(0) for b in (1.0, 8.0))

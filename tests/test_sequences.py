@@ -63,7 +63,7 @@ def test_steps_invert_and_enumeration(cls, alphabet, max_length, min_length):
     assert len(torch.unique(states, dim=0)) == env.n_states
     # left-aligned: no token after a pad
     assert ((states[:, 1:] != env.pad) <= (states[:, :-1] != env.pad)).all()
-    for s, a, child in check_steps_invert(env, states):
+    for s, _a, child in check_steps_invert(env, states):
         assert (env.lengths(child) == env.lengths(s) + 1).all()
     can_exit = env.forward_mask(states)[:, env.exit_action]
     assert torch.equal(can_exit, env.lengths(states) >= min_length)
