@@ -128,7 +128,12 @@ def main(argv=None):
         raw.append({"case": case[:5], **results})
         rows.append(row(case, results))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    name = "bench_hypergrid_quick" if args.quick else "bench_hypergrid"
+        write(out, "bench_hypergrid_quick" if args.quick else "bench_hypergrid", raw, rows)  # after every case
+    print(markdown(rows))
+    return rows
+
+
+def write(out: Path, name: str, raw, rows) -> None:
     (out / f"{name}.json").write_text(json.dumps(raw, indent=1))
     with open(out / f"{name}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -136,8 +141,6 @@ def main(argv=None):
         writer.writerows(rows)
     (out / f"{name}.md").write_text(markdown(rows))
     plot(rows, out / f"{name}.png")
-    print(markdown(rows))
-    return rows
 
 
 if __name__ == "__main__":
