@@ -18,9 +18,12 @@ Writes experiments/results/bench_hypergrid.{json,csv,md,png}.
 import argparse
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+from gflownet.trainer import MULTITHREAD_MIN_BATCH
 
 HERE = Path(__file__).resolve().parent
 PEERS = {"torchgfn": HERE / "peers" / "torchgfn_hypergrid.py", "gfnx": HERE / "peers" / "gfnx_hypergrid.py"}
@@ -39,8 +42,12 @@ QUICK = [(2, 8, 16, 480, 0, ("torchgfn", "gfnx")), (2, 8, 64, 2_560, 320, ("torc
 
 def run(python: str, script: Path, case, extra: list[str], out: Path) -> dict:
     dim, side, batch, n, eval_every, _ = case
+    # torch's thread count as this library picks it, for torchgfn too (oversubscribed
+    # threads on busy cores slow a run down several times); gfnx (XLA) picks its own.
+    threads = 1 if batch < MULTITHREAD_MIN_BATCH else os.cpu_count() or 1
     cmd = [python, str(script), "--dim", str(dim), "--side", str(side), "--batch-size", str(batch),
-           "--trajectories", str(n), "--eval-every", str(eval_every), "--json", str(out), *extra]
+           "--trajectories", str(n), "--eval-every", str(eval_every), "--threads", str(threads),
+           "--json", str(out), *extra]
     print("$", " ".join(cmd), file=sys.stderr, flush=True)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())
@@ -111,6 +118,7 @@ def main(argv=None):
     p.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS),
                    help="peers to run (none: this library alone)")
     p.add_argument("--quick", action="store_true", help="short cases, to check the harness")
+    p.add_argument("--cases", type=int, nargs="*", help="indices of CASES to run (default: all)")
     p.add_argument("--set", action="append", default=[], help="passed to this library's runner")
     p.add_argument("--out", default=str(HERE / "results"), help="results folder")
     args = p.parse_args(argv)
@@ -119,7 +127,8 @@ def main(argv=None):
     extra = [a for kv in args.set for a in ("--set", kv)]
     pythons = {"torchgfn": args.torchgfn_python, "gfnx": args.gfnx_python}
     rows, raw = [], []
-    for case in QUICK if args.quick else CASES:
+    cases = QUICK if args.quick else [CASES[i] for i in args.cases] if args.cases is not None else CASES
+    for case in cases:
         tag = "d{}_h{}_b{}_n{}".format(*case[:4])
         results = {"ours": run(sys.executable, HERE / "ours_hypergrid.py", case, extra, out / f"ours_{tag}.json")}
         for peer in case[5]:
