@@ -12,6 +12,8 @@ few steps to keep host synchronisations out of the loop.
 """
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from gflownet.dedup import distinct
@@ -24,8 +26,9 @@ _SYNC_EVERY_CUDA = 8
 # sorting costs more than the rows it saves; experiments/bench_hypergrid.py).
 DEDUPE_MIN_BATCH = 64
 # A rollout evaluates the network once on every state of the space (then each step is a
-# table lookup) when the space has at most this many states per trajectory of the batch.
-TABLE_STATES_PER_TRAJECTORY = 16
+# table lookup) when the space has at most this many states per trajectory of the batch
+# (measured on the hypergrid: a win on 2-D side 32 at batch 256, a loss on 4-D side 8 at 256).
+TABLE_STATES_PER_TRAJECTORY = 4
 # Above this many actions a step draws its action with torch.multinomial: Gumbel noise for
 # every (step, row, action) costs more than the network there (fragment molecules have
 # ~5,700 actions; experiments/bench_molecules.py).
@@ -33,7 +36,10 @@ GUMBEL_MAX_ACTIONS = 1024
 
 
 def _gumbel_argmax(logits, mask, log_noise):
-    """Sample from softmax(logits) restricted to ``mask``; ``log_noise`` = log E, E ~ Exp(1)."""
+    """Sample from softmax(logits) restricted to ``mask`` (None: logits are -inf where
+    illegal already); ``log_noise`` = log E, E ~ Exp(1)."""
+    if mask is None:
+        return (logits - log_noise).argmax(-1)
     return torch.where(mask, logits - log_noise, float("-inf")).argmax(-1)
 
 
@@ -43,6 +49,24 @@ def _multinomial(logits, mask, generator):
     cdf = torch.where(mask, logits, float("-inf")).softmax(-1).cumsum(-1)
     u = torch.rand(len(cdf), 1, device=cdf.device, generator=generator) * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_max(cdf.shape[-1] - 1)
+
+
+_TRANSITION_TABLES = weakref.WeakKeyDictionary()
+
+
+def transition_tables(env: Environment):
+    """Every state ``[N, *state_shape]`` (in ``state_index`` order), the legal forward
+    actions ``[N, A]`` and the index of each successor ``[N, A]`` long (-1 where illegal;
+    the exit's successor is the state itself) of an enumerable environment, built once."""
+    if env not in _TRANSITION_TABLES:
+        every = env.all_states()
+        legal = env.forward_mask(every)
+        successor = torch.full(legal.shape, -1, dtype=torch.long, device=every.device)
+        state, action = legal.nonzero(as_tuple=True)
+        successor[state, action] = env.state_index(env.step(every[state], action))
+        successor[:, env.exit_action] = torch.arange(len(every), device=every.device)
+        _TRANSITION_TABLES[env] = every, legal, successor
+    return _TRANSITION_TABLES[env]
 
 
 def _exp_noise(shape, device, generator):
@@ -89,22 +113,24 @@ def sample_forward(
     steps = T
     table = None
     if cond is None and env.enumerable and env.n_states <= TABLE_STATES_PER_TRAJECTORY * batch:
-        every_state = env.all_states()  # rows in state_index order
-        table = policy.forward_logits(env.featurize(every_state)) / temperature
-        mask_table = env.forward_mask(every_state)
+        # The whole space in one pass; the rollout then walks state indices through tables.
+        every_state, legal, successor = transition_tables(env)
+        table = (policy.forward_logits(env.featurize(every_state)) / temperature).masked_fill(~legal, float("-inf"))
+        s = env.state_index(s)
+        states = s.new_empty(T + 1, batch)
+        states[0] = s
     dedupe = table is None and cond is None and env.indexable and batch >= DEDUPE_MIN_BATCH
     for t in range(T):
-        if table is not None:
-            index = env.state_index(s)
-            mask = mask_table[index]
-        else:
+        if table is None:
             mask = env.forward_mask(s)
+        else:  # the table's logits are masked already; the mask only for exploration and cuts
+            mask = legal[s] if epsilon > 0 or cut is not None or not gumbel else None
         if cut is not None:  # a state whose only option is the exit still takes it
             stop = (cut <= t) & ~done & mask[:, :exit_action].any(-1)
             incomplete |= stop
             done |= stop
         if table is not None:
-            logits = table[index]
+            logits = table[s]
         else:
             if dedupe:  # one network row per distinct unfinished state
                 first, inverse = distinct(env.state_index(s).masked_fill_(done, -1))
@@ -119,13 +145,15 @@ def sample_forward(
             uniform = _gumbel_argmax(flat, mask, uniform_noise[t]) if gumbel else _multinomial(flat, mask, generator)
             a = torch.where(explore[t], uniform, a)
         a.masked_fill_(done, exit_action)  # finished trajectories idle on the exit
-        s = env.step(s, a)
+        s = env.step(s, a) if table is None else successor[s, a]
         states[t + 1] = s
         actions[t] = a
         done = a == exit_action
         if (t + 1) % sync_every == 0 and bool(done.all()):
             steps = t + 1
             break
+    if table is not None:
+        states = every_state[states[: steps + 1]]
     actions = actions[:steps].T
     lengths = (actions != exit_action).sum(1) + (~incomplete)  # moves, then the exit
     if sync_every > 1:

@@ -75,3 +75,24 @@ def test_ocgfn_quick(tmp_path):
     exact = [f for f in result["finals"] if f["method"].startswith("exact")]
     assert all(f["reward_calls"] == 25 for f in exact)  # R' of each of the 5x5 outcomes, once
     assert (tmp_path / "ocgfn_quick.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_hypergrid_quick(tmp_path):
+    """This library's side alone (the peers' side venvs are not part of the test setup)."""
+    import bench_hypergrid
+
+    rows = bench_hypergrid.main(["--quick", "--peers", "--out", str(tmp_path)])
+    assert [(r["dim"], r["side"], r["batch"]) for r in rows] == [(2, 8, 16), (2, 8, 64)]
+    assert all(r["ours_whole"] > 0 and r["torchgfn_whole"] is None for r in rows)
+    assert 0 <= rows[1]["ours_l1"] <= 2
+    assert "| 2 | 8 | 64 | 2,560 |" in (tmp_path / "bench_hypergrid_quick.md").read_text()
+    assert (tmp_path / "bench_hypergrid_quick.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_memory_hypergrid_quick(tmp_path):
+    import memory_hypergrid
+
+    peak, leak = memory_hypergrid.main(["--quick", "--out", str(tmp_path)])
+    assert peak["peak_rss_mib"] >= peak["rss_before_mib"] > 0 and peak["steps"] >= 1
+    assert leak["steps"] >= 10 and leak["rss_end_mib"] > 0
+    assert "| leak check |" in (tmp_path / "memory_hypergrid_quick.md").read_text()
