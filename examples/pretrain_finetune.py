@@ -32,7 +32,7 @@ sys.path.insert(0, ".")  # the CLI imports python:diagonal:reward from the worki
 # --8<-- [end:reward]
 
 # --8<-- [start:exact]
-from gflownet.metrics import target_distribution, terminal_distribution
+from gflownet.metrics import terminal_distribution
 from gflownet.oc_runs import FinetuneConfig, finetune, load_sampler
 
 exact = finetune(Path("runs/pre"), FinetuneConfig(method="exact", reward="python:diagonal:reward"),
