@@ -28,7 +28,7 @@ Path("diagonal.py").write_text('''import torch
 def reward(x):  # x: [B, 2] long grid points -> R'(x) [B], largest on the diagonal
     return torch.exp(-2.0 * (x[:, 0] - x[:, 1]).abs().float())
 ''')
-sys.path.insert(0, ".")  # the CLI imports python:diagonal:reward from the working directory
+sys.path.insert(0, str(Path.cwd()))  # python:diagonal:reward is imported from the working directory
 # --8<-- [end:reward]
 
 # --8<-- [start:exact]
