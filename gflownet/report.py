@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import datetime
 import html
+import io
 import json
 from pathlib import Path
 from typing import Callable
@@ -27,6 +28,8 @@ from gflownet import __version__, plots
 from gflownet.checkpoint import atomic_write
 from gflownet.dedup import distinct
 from gflownet.environments import Environment, HyperGrid
+from gflownet.environments.fragments import FragmentEnv
+from gflownet.environments.sequences import Sequences
 from gflownet.errors import ConfigError
 from gflownet.metrics import sampled_metrics, target_distribution
 from gflownet.run import Run
@@ -36,8 +39,12 @@ Section = tuple[str, str]  # (title, HTML body)
 
 def image(fig, alt: str) -> str:
     """A matplotlib figure as an inline ``<img>`` (base64 PNG)."""
-    data = base64.b64encode(plots.png_bytes(fig)).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    return png_image(plots.png_bytes(fig), alt)
+
+
+def png_image(png: bytes, alt: str) -> str:
+    """PNG bytes as an inline ``<img>``."""
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
 def table(header: list[str], rows: list[list]) -> str:
@@ -94,9 +101,54 @@ def hypergrid_sections(run: Run, x: torch.Tensor, log_r: torch.Tensor) -> list[S
              image(plots.grid_heatmap_figure(run.env, run.policy), "heat maps of R/Z and of P_T"))]
 
 
+MANY_SYMBOLS = 20  # above, the composition table lists each position's most frequent symbols only
+
+
+def sequence_composition(env: Sequences, x: torch.Tensor) -> tuple[list[str], list[list]]:
+    """Per-position composition of sequences ``x`` ``[n, max_length]``: the fraction of the samples
+    holding each symbol there (and none, where lengths vary); with more than ``MANY_SYMBOLS``
+    symbols, the three most frequent of each position instead."""
+    freq = (torch.nn.functional.one_hot(x.cpu(), env.n_tokens + 1).sum(0).double() / len(x))  # [L, V + 1]
+    names = env.symbols + (["(none)"] if env.min_length < env.max_length else [])
+    freq = freq[:, :len(names)]
+    if len(names) <= MANY_SYMBOLS:
+        return ["position", *names], [[i + 1, *row] for i, row in enumerate(freq.tolist())]
+    top = freq.topk(3, dim=1)
+    rows = [[i + 1, *(f"{names[v]} ({p:.3f})" for v, p in zip(idx, val))]
+            for i, (val, idx) in enumerate(zip(top.values.tolist(), top.indices.tolist()))]
+    return ["position", "most frequent", "second", "third"], rows
+
+
+def sequence_sections(run: Run, x: torch.Tensor, log_r: torch.Tensor) -> list[Section]:
+    header, rows = sequence_composition(run.env, x)
+    return [("Composition by position", f"<p>Fraction of the {len(x)} samples with each symbol at each "
+                                        "position.</p>" + table(header, rows))]
+
+
+def molecule_sections(run: Run, x: torch.Tensor, log_r: torch.Tensor, k: int = 12) -> list[Section]:
+    """2-D drawings (RDKit) of the ``k`` distinct molecules of highest reward, with SMILES and reward."""
+    from rdkit import Chem
+    from rdkit.Chem import Draw
+
+    from gflownet.screening import candidates
+
+    best = sorted(candidates(run.env.to_mols(x.cpu()), log_r.tolist(), unique=True),
+                  key=lambda c: -c.log_reward)[:k]
+    grid = Draw.MolsToGridImage([Chem.MolFromSmiles(c.smiles) for c in best], molsPerRow=4,
+                                subImgSize=(260, 200), legends=[f"{i + 1}. R = {c.reward:.3g}"
+                                                                for i, c in enumerate(best)])
+    buffer = io.BytesIO()
+    grid.save(buffer, format="PNG")
+    rows = [[i + 1, c.smiles, c.reward, c.count] for i, c in enumerate(best)]
+    return [(f"Top {len(best)} molecules", png_image(buffer.getvalue(), "2-D drawings of the best molecules")
+             + table(["#", "SMILES", "reward", "count"], rows))]
+
+
 #: environment class -> extra sections of its report
 FAMILY_SECTIONS: dict[type[Environment], Callable[[Run, torch.Tensor, torch.Tensor], list[Section]]] = {
     HyperGrid: hypergrid_sections,
+    Sequences: sequence_sections,
+    FragmentEnv: molecule_sections,
 }
 
 

@@ -72,3 +72,12 @@ def test_getting_started_shows_the_readme_commands():
     page = (DOCS / "getting-started.md").read_text()
     assert all(f"```bash\n{c}\n```" in page for c in commands)
     assert commands[1] in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_reward_pool_script_of_the_scale_page_runs(tmp_path):
+    """The page's ```py block is a whole script (its pool's workers import it), so it runs as one."""
+    (script,) = re.findall(r"```py\n(.*?)```", (DOCS / "scale.md").read_text(), re.S)
+    (tmp_path / "pool_demo.py").write_text(script)
+    done = subprocess.run([sys.executable, "pool_demo.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[1.0, 2.0, 3.0]"

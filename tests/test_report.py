@@ -4,6 +4,7 @@ import importlib.util
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,7 +12,10 @@ import torch
 import gflownet
 from gflownet.cli import main
 from gflownet.environments import HyperGrid, SetGeneration
-from gflownet.report import FAMILY_SECTIONS, best_samples
+from gflownet.environments.bitseq import BitSequences
+from gflownet.environments.fragments import FragmentEnv
+from gflownet.environments.sequences import Sequences
+from gflownet.report import FAMILY_SECTIONS, best_samples, molecule_sections, sequence_composition
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(batch_size=16, trajectories=320, hidden=16, eval_every=160, log_every=5)
@@ -83,3 +87,43 @@ def test_report_in_headless_chromium(grid_run, tmp_path):
     low, high = pixels.getextrema()
     assert pixels.height > 1500 and high - low > 200  # a long page with dark text on white, not blank
     assert len(pixels.resize((64, 64)).getcolors(4096)) > 20  # many grey levels: text, plots, tables
+
+
+def test_sequence_composition_by_position():
+    env = Sequences(alphabet="AB", max_length=3, min_length=1)
+    x = torch.tensor([[0, 1, 2], [0, 0, 0], [1, 2, 2], [0, 1, 1]])  # "AB", "AAA", "B", "ABB" (2 = none)
+    header, rows = sequence_composition(env, x)
+    assert header == ["position", "A", "B", "(none)"]
+    assert rows == [[1, 0.75, 0.25, 0.0], [2, 0.25, 0.5, 0.25], [3, 0.25, 0.25, 0.5]]
+    words = BitSequences(n=16, k=8, n_modes=4)  # 256 symbols: the three most frequent of each position
+    header, rows = sequence_composition(words, torch.tensor([[5, 7], [5, 9], [6, 9]]))
+    assert header == ["position", "most frequent", "second", "third"] and len(rows) == 2
+    assert rows[0][:3] == [1, f"{words.symbols[5]} (0.667)", f"{words.symbols[6]} (0.333)"]
+    assert rows[1][:3] == [2, f"{words.symbols[9]} (0.667)", f"{words.symbols[7]} (0.333)"]
+
+
+def test_sequence_run_report_has_the_composition(tmp_path):
+    run = gflownet.train(env="sequence", out=tmp_path / "seq", alphabet="ACGT", max_length=3, **TINY)
+    page = run.report(n_samples=400).read_text()
+    assert "<h2>Composition by position</h2>" in page
+    assert "<th>position</th><th>A</th><th>C</th><th>G</th><th>T</th>" in page
+
+
+def test_molecule_section_draws_the_best_distinct_molecules():
+    from rdkit import Chem
+    from rdkit.Chem import QED
+
+    env = FragmentEnv(max_blocks=2, reward="qed")
+    blocks = [0, 1, 3]  # benzene, methanol, formaldehyde (blocks 1 and 2 are both CO)
+    x = torch.tensor([[[b, -1, -1], [-1, -1, -1]] for b in blocks + [1]])  # single-block molecules, one twice
+    (title, body), = molecule_sections(SimpleNamespace(env=env), x, env.log_reward(x))
+    smiles = [Chem.MolToSmiles(Chem.MolFromSmiles(env.vocab.smiles[b])) for b in blocks]
+    qed = {s: QED.qed(Chem.MolFromSmiles(s)) for s in smiles}
+    best = sorted(set(smiles), key=lambda s: -qed[s])
+    assert title == f"Top {len(best)} molecules"
+    png = base64.b64decode(re.search(r'src="data:image/png;base64,([^"]+)"', body)[1])
+    assert png[:4] == b"\x89PNG"
+    cells = re.findall(r"<tr><td>(\d+)</td><td>([^<]+)</td><td>([^<]+)</td><td>(\d+)</td></tr>", body)
+    assert [c[1] for c in cells] == best
+    assert [float(c[2]) for c in cells] == pytest.approx([qed[s] for s in best], rel=1e-5)
+    assert {c[1]: int(c[3]) for c in cells}[smiles[1]] == 2  # block 1 was sampled twice

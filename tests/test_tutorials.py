@@ -40,8 +40,9 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 
 
 def test_the_collector_finds_the_tutorials():
-    assert {"own-environment.md", "python-api.md"} <= {p.name for p in PAGES}
-    assert {"beads.py", "hypergrid_api.py"} <= {p.name for p in EXAMPLES}
+    assert {"own-environment.md", "python-api.md", "pretrain-finetune.md", "screen-molecules.md"} <= {
+        p.name for p in PAGES}
+    assert {"beads.py", "hypergrid_api.py", "pretrain_finetune.py", "screen_molecules.py"} <= {p.name for p in EXAMPLES}
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT / "docs")) for p in PAGES])
