@@ -1,7 +1,8 @@
 """Screenshot of a ``gflownet report`` page in headless Chromium (Playwright driving
 the system's Chromium: ``apt-get install chromium``, ``pip install playwright``).
 
-    python docs/report_screenshot.py        # trains a 2-D hypergrid, writes docs/assets/report-hypergrid.png
+    python docs/report_screenshot.py                     # a 2-D hypergrid -> docs/assets/report-hypergrid.png
+    python docs/report_screenshot.py --family molecules  # fragments on QED -> docs/assets/report-molecules.png
 """
 from __future__ import annotations
 
@@ -33,16 +34,26 @@ def screenshot(page_path: Path, png: Path, width: int = 1100) -> dict:
     return {"errors": errors, "images_ok": images_ok, "n_images": n_images}
 
 
+RUNS = {  # family -> (environment, training parameters)
+    "hypergrid": ("hypergrid", dict(dim=2, side=16, batch_size=16, trajectories=32_000, log_every=25,
+                                    eval_every=2_000)),
+    "molecules": ("fragments", dict(max_blocks=4, reward="qed", batch_size=32, trajectories=3_200, log_every=10,
+                                    threads=1)),
+}
+
+
 def main() -> None:
     import gflownet
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).parent / "assets" / "report-hypergrid.png"))
+    parser.add_argument("--family", choices=list(RUNS), default="hypergrid")
+    parser.add_argument("--out", help="PNG (default: docs/assets/report-FAMILY.png)")
     args = parser.parse_args()
+    out = Path(args.out or Path(__file__).parent / "assets" / f"report-{args.family}.png")
     with tempfile.TemporaryDirectory() as tmp:
-        run = gflownet.train(env="hypergrid", objective="tb", out=Path(tmp) / "hypergrid-2d", dim=2, side=16,
-                             batch_size=16, trajectories=32_000, log_every=25, eval_every=2_000)
-        print(screenshot(run.report(top_k=10), Path(args.out)))
+        env, params = RUNS[args.family]
+        run = gflownet.train(env=env, objective="tb", out=Path(tmp) / args.family, **params)
+        print(screenshot(run.report(top_k=10), out))
 
 
 if __name__ == "__main__":
