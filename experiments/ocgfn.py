@@ -149,7 +149,7 @@ def plot(curve, rows, methods, path):
     plt.close(fig)
 
 
-SEQUENCE_TASKS = {"tfbind8": ("tfbind8", {}), "bitseq40": ("bitseq", {"n": 40, "k": 8})}
+SEQUENCE_TASKS = {"tfbind8": ("tfbind8", {}), "bitseq40": ("bitseq", {"n": 40, "k": 4})}
 
 
 def pretrain_study(args, out):
