@@ -16,6 +16,13 @@ so R is in [exp(-beta), 1]; beta = n gives the TB paper's exp(-min_m d(x, m)).
 A terminal string is a mode when it lies within Hamming distance ``radius``
 (default n // 5) of one of the modes; ``modes_reached`` says which modes a
 batch of samples reaches.
+
+Outcomes (OC-GFN pretraining): a target string is coded as its n bits, +-1,
+word p's bits in columns p*k .. p*k+k-1 (``encode_outcome``). Copying the next
+word is then one product per bit (the next position, read off the state's pads,
+times the target's bit) instead of one per word value and position, as with the
+one-hot of the 2^k words (n = 40, k = 4, a 2x128 MLP, 192,000 trajectories:
+success rate 0.87 with the bits, 0.68 with the one-hot words).
 """
 from __future__ import annotations
 
@@ -96,3 +103,11 @@ class BitSequences(Sequences):
 
     def n_modes(self):
         return len(self.modes)
+
+    @property
+    def outcome_dim(self):
+        return self.n
+
+    def encode_outcome(self, outcomes):
+        """Complete states ``[B, n / k]`` -> their bits as +-1, float ``[B, n]`` (module docstring)."""
+        return self.bits(outcomes).float() * 2 - 1

@@ -241,3 +241,27 @@ def test_exact_marginal_on_a_tree_of_sequences():
                              edge_reachability(env, outcomes))
     target, _ = target_distribution(downstream)
     assert distances(terminal_distribution(env, log_pf), target)["l1"] < 1e-9
+
+
+def test_bit_sequence_outcomes_are_their_bits_word_by_word():
+    from gflownet.environments.bitseq import BitSequences
+
+    env = BitSequences(n=8, k=4, n_modes=2)
+    y = env.encode_bits(["01101111", "10000001"])
+    assert env.outcome_dim == 8
+    assert env.encode_outcome(y).tolist() == [[-1, 1, 1, -1, 1, 1, 1, 1], [1, -1, -1, -1, -1, -1, -1, 1]]
+
+
+def test_pretraining_copies_bit_sequences():
+    """n = 6 in 2-bit words (64 outcomes, 3 steps of 4 actions): the exact success rate by DP."""
+    torch.manual_seed(0)
+    config = RunConfig(env="bitseq", env_params={"n": 6, "k": 2, "n_modes": 2})
+    config.model.hidden = 64
+    config.train.batch_size, config.train.trajectories, config.train.eval_every = 32, 9600, 0
+    config.train.lr_schedule, config.train.lr = "constant", 3e-3
+    trainer = PretrainTrainer(config, OCConfig(hindsight_batch=32, success_samples=500))
+    summary = trainer.run()
+    env, outcomes = trainer.env, trainer.env.all_outcomes()
+    log_pf, _ = conditional_log_probs(env, trainer.policy, outcomes)
+    assert exact_success_rate(env, log_pf, outcomes) > 0.9
+    assert summary["success_rate"] > 0.9
