@@ -9,6 +9,7 @@
   ``package-dir`` maps ``gflownet.environments`` to ``environments/``, ...), made of
   symbolic links, for mkdocstrings to read the sources statically.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -4,6 +4,7 @@ the system's Chromium: ``apt-get install chromium``, ``pip install playwright``)
     python docs/report_screenshot.py                     # a 2-D hypergrid -> docs/assets/report-hypergrid.png
     python docs/report_screenshot.py --family molecules  # fragments on QED -> docs/assets/report-molecules.png
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,15 @@ import tempfile
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def screenshot(page_path: Path, png: Path, width: int = 1100) -> dict:
@@ -35,10 +43,14 @@ def screenshot(page_path: Path, png: Path, width: int = 1100) -> dict:
 
 
 RUNS = {  # family -> (environment, training parameters)
-    "hypergrid": ("hypergrid", dict(dim=2, side=16, batch_size=16, trajectories=32_000, log_every=25,
-                                    eval_every=2_000)),
-    "molecules": ("fragments", dict(max_blocks=4, reward="qed", batch_size=32, trajectories=3_200, log_every=10,
-                                    threads=1)),
+    "hypergrid": (
+        "hypergrid",
+        dict(dim=2, side=16, batch_size=16, trajectories=32_000, log_every=25, eval_every=2_000),
+    ),
+    "molecules": (
+        "fragments",
+        dict(max_blocks=4, reward="qed", batch_size=32, trajectories=3_200, log_every=10, threads=1),
+    ),
 }
 
 

@@ -1,4 +1,5 @@
 """Environments: what can be built. ``make_env("hypergrid", dim=4, side=8)``."""
+
 from __future__ import annotations
 
 import inspect
@@ -15,11 +16,22 @@ from gflownet.environments.sequences import PrependAppendSequences, Sequences
 from gflownet.environments.tfbind8 import TFBind8
 from gflownet.errors import ConfigError
 
-ENVIRONMENTS: dict[str, type[Environment]] = {"hypergrid": HyperGrid, "sets": SetGeneration,
-                                              "fragments": FragmentEnv, "atoms": AtomEnv}
-ENVIRONMENTS.update({"sequence": Sequences, "prepend_append": PrependAppendSequences, "tfbind8": TFBind8,
-                     "bitseq": BitSequences, "ehrlich": Ehrlich,
-                     "rna": RNABinding})
+ENVIRONMENTS: dict[str, type[Environment]] = {
+    "hypergrid": HyperGrid,
+    "sets": SetGeneration,
+    "fragments": FragmentEnv,
+    "atoms": AtomEnv,
+}
+ENVIRONMENTS.update(
+    {
+        "sequence": Sequences,
+        "prepend_append": PrependAppendSequences,
+        "tfbind8": TFBind8,
+        "bitseq": BitSequences,
+        "ehrlich": Ehrlich,
+        "rna": RNABinding,
+    }
+)
 
 
 def env_parameters(name: str) -> list[str]:
@@ -33,8 +45,10 @@ def make_env(name: str, device: str = "cpu", **params) -> Environment:
     cls = _lookup(name)
     unknown = set(params) - set(env_parameters(name))
     if unknown:
-        raise ConfigError(f"environment {name!r} has no parameter {', '.join(sorted(unknown))} "
-                          f"(it takes: {', '.join(env_parameters(name))})")
+        raise ConfigError(
+            f"environment {name!r} has no parameter {', '.join(sorted(unknown))} "
+            f"(it takes: {', '.join(env_parameters(name))})"
+        )
     return cls(device=device, **params)
 
 
@@ -46,6 +60,21 @@ def _lookup(name: str) -> type[Environment]:
     return ENVIRONMENTS[name]
 
 
-__all__ = ["AtomEnv", "BitSequences", "ENVIRONMENTS", "Ehrlich", "Environment", "FragmentEnv", "HyperGrid",
-           "LOG_REWARD_FLOOR", "PrependAppendSequences", "RNABinding", "Sequences", "SetGeneration", "TFBind8",
-           "checked_log", "env_parameters", "make_env"]
+__all__ = [
+    "AtomEnv",
+    "BitSequences",
+    "ENVIRONMENTS",
+    "Ehrlich",
+    "Environment",
+    "FragmentEnv",
+    "HyperGrid",
+    "LOG_REWARD_FLOOR",
+    "PrependAppendSequences",
+    "RNABinding",
+    "Sequences",
+    "SetGeneration",
+    "TFBind8",
+    "checked_log",
+    "env_parameters",
+    "make_env",
+]

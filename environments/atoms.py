@@ -20,6 +20,7 @@ another bond to an earlier atom (the state stays reachable); or remove the last 
 index N * N, legal where it has at most one bond. P_B is uniform over these parents
 by default: this state space is a DAG with many paths to a molecule.
 """
+
 from __future__ import annotations
 
 import torch
@@ -51,8 +52,16 @@ class AtomEnv(TemperatureConditioning, Environment):
 
     default_arch = "gnn"
 
-    def __init__(self, elements: str = "C,N,O,F,S", max_atoms: int = 12, reward: str = "qed", beta: float = 1.0,
-                 targets: str = "", beta_max: float = 0.0, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        elements: str = "C,N,O,F,S",
+        max_atoms: int = 12,
+        reward: str = "qed",
+        beta: float = 1.0,
+        targets: str = "",
+        beta_max: float = 0.0,
+        device: str | torch.device = "cpu",
+    ):
         if not isinstance(max_atoms, int) or isinstance(max_atoms, bool) or max_atoms < 1:
             raise ConfigError(f"atoms: max_atoms must be an integer >= 1, got {max_atoms!r}")
         self.elements = [e.strip() for e in str(elements).split(",") if e.strip()]
@@ -100,14 +109,20 @@ class AtomEnv(TemperatureConditioning, Environment):
         order = torch.arange(1, T + 1, device=states.device)
         present = element > 0
         room = (n < N)[:, None, None, None]
-        add_atom = (present[:, :, None, None] & (free[:, :, None, None] >= order)
-                    & (self.valence[1:, None] >= order)[None, None] & room)  # [B, N, E, T]
+        add_atom = (
+            present[:, :, None, None]
+            & (free[:, :, None, None] >= order)
+            & (self.valence[1:, None] >= order)[None, None]
+            & room
+        )  # [B, N, E, T]
         pair_free = torch.minimum(free[:, :, None], free[:, None, :])
-        add_bond = ((bonds == 0) & self._upper & present[:, :, None] & present[:, None, :])[..., None] \
-            & (pair_free[..., None] >= order)  # [B, N, N, T]
+        add_bond = ((bonds == 0) & self._upper & present[:, :, None] & present[:, None, :])[..., None] & (
+            pair_free[..., None] >= order
+        )  # [B, N, N, T]
         first = (n == 0)[:, None].expand(B, E)
-        return torch.cat([add_atom.reshape(B, self.n_add_atom), add_bond.reshape(B, self.n_add_bond), first,
-                          (n >= 1)[:, None]], -1)
+        return torch.cat(
+            [add_atom.reshape(B, self.n_add_atom), add_bond.reshape(B, self.n_add_bond), first, (n >= 1)[:, None]], -1
+        )
 
     def step(self, states, actions):
         N, E, T = self.max_atoms, len(self.elements), N_ORDERS
@@ -120,8 +135,7 @@ class AtomEnv(TemperatureConditioning, Environment):
         a = actions.clamp_max(self.n_add_atom - 1)
         b = (actions - self.n_add_atom).clamp(0, self.n_add_bond - 1)
         # new atom (add atom / first atom) in slot n
-        new_element = torch.where(is_atom, (a // T) % E + 1,
-                                  actions - self.n_add_atom - self.n_add_bond + 1)
+        new_element = torch.where(is_atom, (a // T) % E + 1, actions - self.n_add_atom - self.n_add_bond + 1)
         grow = is_atom | is_first
         slot = n.clamp_max(N - 1)
         out[rows, slot, 0] = torch.where(grow, new_element, out[rows, slot, 0])

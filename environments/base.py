@@ -8,6 +8,7 @@ exit the only legal action there). Backward actions are integers in
 
 Everything is batched: no Python loop over the states of a batch.
 """
+
 from __future__ import annotations
 
 import math

@@ -24,6 +24,7 @@ times the target's bit) instead of one per word value and position, as with the
 one-hot of the 2^k words (n = 40, k = 4, a 2x128 MLP, 192,000 trajectories:
 success rate 0.87 with the bits, 0.68 with the one-hot words).
 """
+
 from __future__ import annotations
 
 import math
@@ -56,8 +57,16 @@ class BitSequences(Sequences):
 
     name = "bitseq"
 
-    def __init__(self, n: int = 120, k: int = 8, n_modes: int = 60, beta: float = 10.0, radius: int | None = None,
-                 seed: int = 0, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        n: int = 120,
+        k: int = 8,
+        n_modes: int = 60,
+        beta: float = 10.0,
+        radius: int | None = None,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ):
         _positive_int("bitseq", "n", n)
         _positive_int("bitseq", "k", k)
         _positive_int("bitseq", "n_modes", n_modes)
@@ -69,8 +78,9 @@ class BitSequences(Sequences):
             raise ConfigError(f"bitseq: n = {n} allows at most {5 ** math.ceil(n / 8)} modes, asked for {n_modes}")
         self.radius = n // 5 if radius is None else _positive_int("bitseq", "radius", radius, 0)
         self.n, self.k = n, k
-        super().__init__(alphabet=[format(v, f"0{k}b") for v in range(2**k)], max_length=n // k, beta=beta,
-                         seed=seed, device=device)
+        super().__init__(
+            alphabet=[format(v, f"0{k}b") for v in range(2**k)], max_length=n // k, beta=beta, seed=seed, device=device
+        )
         self.modes = draw_modes(n, n_modes, seed).to(self.device)
         self._shifts = torch.arange(k - 1, -1, -1, device=self.device)
 
@@ -83,7 +93,7 @@ class BitSequences(Sequences):
         for s in strings:
             if len(s) != self.n or set(s) - {"0", "1"}:
                 raise ConfigError(f"bitseq: {s!r} is not a string of {self.n} bits")
-        return self.encode([[s[i:i + self.k] for i in range(0, self.n, self.k)] for s in strings])
+        return self.encode([[s[i : i + self.k] for i in range(0, self.n, self.k)] for s in strings])
 
     def mode_distances(self, states: torch.Tensor) -> torch.Tensor:
         """Hamming distance of each complete state to each mode, long ``[B, n_modes]``."""

@@ -1,4 +1,5 @@
 """RDKit helpers shared by the molecule environments, rewards and screening."""
+
 from __future__ import annotations
 
 from rdkit import Chem, RDLogger

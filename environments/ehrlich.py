@@ -27,6 +27,7 @@ bans the transitions the matrix forbids, so every sequence built is feasible.
 Training reward: R(x) = max(f(x), floor)^beta (defaults 1e-3 and 3); a state
 is a mode when f(x) = 1, the optimum.
 """
+
 from __future__ import annotations
 
 import math
@@ -79,13 +80,24 @@ def sample_chain(initial: torch.Tensor, matrix: torch.Tensor, steps: int, genera
 class EhrlichFunction:
     """The closed form: ``f(x [B, length] long) -> [B]`` float32, -inf where infeasible."""
 
-    def __init__(self, num_states: int = 32, length: int = 32, num_motifs: int = 2, motif_length: int = 4,
-                 quantization: int | None = None, epistasis: float = 0.0, seed: int = 0):
-        for name, value in (("num_states", num_states), ("length", length), ("num_motifs", num_motifs),
-                            ("motif_length", motif_length)):
+    def __init__(
+        self,
+        num_states: int = 32,
+        length: int = 32,
+        num_motifs: int = 2,
+        motif_length: int = 4,
+        quantization: int | None = None,
+        epistasis: float = 0.0,
+        seed: int = 0,
+    ):
+        for name, value in (
+            ("num_states", num_states),
+            ("length", length),
+            ("num_motifs", num_motifs),
+            ("motif_length", motif_length),
+        ):
             _positive_int("ehrlich", name, value, 2 if name in ("num_states", "motif_length") else 1)
-        quantization = motif_length if quantization is None else _positive_int("ehrlich", "quantization",
-                                                                              quantization)
+        quantization = motif_length if quantization is None else _positive_int("ehrlich", "quantization", quantization)
         if quantization > motif_length:
             raise ConfigError(f"ehrlich: quantization ({quantization}) must be <= motif_length ({motif_length})")
         slack = length - num_motifs * motif_length
@@ -144,9 +156,19 @@ class Ehrlich(Sequences):
 
     name = "ehrlich"
 
-    def __init__(self, num_states: int = 32, length: int = 32, num_motifs: int = 2, motif_length: int = 4,
-                 quantization: int | None = 4, epistasis: float = 0.0, beta: float = 3.0, floor: float = 1e-3,
-                 seed: int = 0, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        num_states: int = 32,
+        length: int = 32,
+        num_motifs: int = 2,
+        motif_length: int = 4,
+        quantization: int | None = 4,
+        epistasis: float = 0.0,
+        beta: float = 3.0,
+        floor: float = 1e-3,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ):
         if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 < floor <= 1:
             raise ConfigError(f"ehrlich: floor must be a number in (0, 1], got {floor!r}")
         self.function = EhrlichFunction(num_states, length, num_motifs, motif_length, quantization, epistasis, seed)

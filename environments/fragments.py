@@ -21,13 +21,13 @@ backward action removes the last block (P_B = 1). The same molecule built in two
 orders is two terminal states, as in the original environment's
 sequence-of-blocks view; rewards are cached by canonical SMILES.
 """
+
 from __future__ import annotations
 
 import torch
 
 from gflownet.environments.base import Environment
-from gflownet.environments.molrewards import (MoleculeReward, TemperatureConditioning, make_reward,
-                                              per_distinct_state)
+from gflownet.environments.molrewards import MoleculeReward, TemperatureConditioning, make_reward, per_distinct_state
 from gflownet.environments.vocabulary import Vocabulary
 from gflownet.errors import ConfigError
 
@@ -39,9 +39,16 @@ class FragmentEnv(TemperatureConditioning, Environment):
 
     default_arch = "gnn"
 
-    def __init__(self, max_blocks: int = 9, vocabulary: str = "seh_105", reward: str = "qed",
-                 beta: float = 1.0, targets: str = "", beta_max: float = 0.0,
-                 device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        max_blocks: int = 9,
+        vocabulary: str = "seh_105",
+        reward: str = "qed",
+        beta: float = 1.0,
+        targets: str = "",
+        beta_max: float = 0.0,
+        device: str | torch.device = "cpu",
+    ):
         if not isinstance(max_blocks, int) or isinstance(max_blocks, bool) or max_blocks < 1:
             raise ConfigError(f"fragments: max_blocks must be an integer >= 1, got {max_blocks!r}")
         self.vocab = Vocabulary.seh_105() if vocabulary == "seh_105" else Vocabulary.from_json(vocabulary)
@@ -99,9 +106,14 @@ class FragmentEnv(TemperatureConditioning, Environment):
         attach = actions < self.n_attach
         first = (actions >= self.n_attach) & (actions < self.exit_action)
         a = actions.clamp_max(self.n_attach - 1)
-        row = torch.stack([torch.where(attach, a % V, actions - self.n_attach),
-                           torch.where(attach, a // (S * V), -1),
-                           torch.where(attach, (a // V) % S, -1)], -1)
+        row = torch.stack(
+            [
+                torch.where(attach, a % V, actions - self.n_attach),
+                torch.where(attach, a // (S * V), -1),
+                torch.where(attach, (a // V) % S, -1),
+            ],
+            -1,
+        )
         moves = attach | first
         slot = torch.where(moves, n, 0)
         out = states.clone()

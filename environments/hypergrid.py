@@ -10,6 +10,7 @@ Standard reward (ALGORITHMS.md), with a_d = |s_d/(H-1) - 0.5|:
 Its modes are the 2^D corner regions where the R2 term is on. A user reward is
 any callable mapping coordinates ``[B, D]`` (long) to R ``[B]`` (>= 0).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -86,11 +87,7 @@ class HyperGrid(Environment):
         if self.user_reward is not None:
             return checked_log(self.user_reward(states), states, "hypergrid reward function")
         a = (states / max(self.side - 1, 1) - 0.5).abs()
-        reward = (
-            self.r0
-            + self.r1 * (a > 0.25).all(-1)
-            + self.r2 * ((a > 0.3) & (a < 0.4)).all(-1)
-        )
+        reward = self.r0 + self.r1 * (a > 0.25).all(-1) + self.r2 * ((a > 0.3) & (a < 0.4)).all(-1)
         return checked_log(reward, states, "hypergrid reward")
 
     def log_reward(self, states):

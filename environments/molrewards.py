@@ -22,6 +22,7 @@ Factors (``PROPERTIES`` gives the raw values that screening reports):
 A factor that raises, or returns NaN / a negative / a non-number, for a molecule
 scores that molecule at the floor: a warning names it and ``failures`` counts it.
 """
+
 from __future__ import annotations
 
 import math
@@ -98,8 +99,12 @@ def _morgan():
 def lipinski_violations(mol) -> int:
     from rdkit.Chem import Crippen, Descriptors, Lipinski
 
-    return int(Descriptors.MolWt(mol) > 500) + int(Crippen.MolLogP(mol) > 5) \
-        + int(Lipinski.NumHDonors(mol) > 5) + int(Lipinski.NumHAcceptors(mol) > 10)
+    return (
+        int(Descriptors.MolWt(mol) > 500)
+        + int(Crippen.MolLogP(mol) > 5)
+        + int(Lipinski.NumHDonors(mol) > 5)
+        + int(Lipinski.NumHAcceptors(mol) > 10)
+    )
 
 
 def sa_score(mol) -> float:
@@ -125,9 +130,14 @@ def _mw(mol):
 
 
 #: raw properties of a molecule, by name (screening writes them all)
-PROPERTIES: dict[str, Callable] = {"qed": _qed, "sa": sa_score, "logp": _logp, "mw": _mw,
-                                   "lipinski_violations": lipinski_violations,
-                                   "pains": lambda mol: int(_pains().HasMatch(mol))}
+PROPERTIES: dict[str, Callable] = {
+    "qed": _qed,
+    "sa": sa_score,
+    "logp": _logp,
+    "mw": _mw,
+    "lipinski_violations": lipinski_violations,
+    "pains": lambda mol: int(_pains().HasMatch(mol)),
+}
 
 
 def read_targets(path: str | Path) -> list:
@@ -182,8 +192,10 @@ def _factor(name: str, targets: str) -> tuple[Callable[[list], list], bool]:
         return (lambda mols: list(fn([Chem.MolToSmiles(m) for m in mols]))), False
     if name.startswith("cmd:"):
         return _command(name[4:]), False
-    raise ConfigError(f"unknown reward factor {name!r} (known: qed, sa, seh, logp[lo,hi], mw[lo,hi], tanimoto, "
-                      "lipinski, pains, python:module:function, cmd:COMMAND)")
+    raise ConfigError(
+        f"unknown reward factor {name!r} (known: qed, sa, seh, logp[lo,hi], mw[lo,hi], tanimoto, "
+        "lipinski, pains, python:module:function, cmd:COMMAND)"
+    )
 
 
 def _command(command: str) -> Callable[[list], list]:
@@ -274,8 +286,11 @@ class MoleculeReward:
                 v = math.nan
             if not (math.isfinite(v) and v >= 0):
                 self.failures += 1
-                warnings.warn(f"reward {self.spec!r} gave {v} for {k}: scored at the floor "
-                              f"({self.failures} molecules so far)", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"reward {self.spec!r} gave {v} for {k}: scored at the floor ({self.failures} molecules so far)",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
                 v = 0.0
             out.append(v)
         return out
@@ -336,8 +351,12 @@ class TemperatureConditioning:
     sampling picks beta (``cond_for``). ``beta_max = 0``: unconditional, R = s^beta."""
 
     def _init_conditioning(self, beta_max: float):
-        if isinstance(beta_max, bool) or not isinstance(beta_max, (int, float)) or beta_max < 0 \
-                or 0 < beta_max <= self.reward.beta:
+        if (
+            isinstance(beta_max, bool)
+            or not isinstance(beta_max, (int, float))
+            or beta_max < 0
+            or 0 < beta_max <= self.reward.beta
+        ):
             raise ConfigError(f"beta_max must be 0 (no conditioning) or > beta = {self.reward.beta}, got {beta_max!r}")
         self.beta_max = float(beta_max)
         self.cond_dim = 1 if beta_max else 0

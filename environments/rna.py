@@ -24,6 +24,7 @@ environment (``calls`` counts the folds, the reward-call budget), the missing on
 in a process pool of ``workers`` processes when a batch has at least 32 of them
 (0: always in this process).
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,10 @@ def require_vienna():
     try:
         import RNA
     except ImportError:
-        raise ConfigError("the RNA binding task needs ViennaRNA (the 'RNA' module): "
-                          "pip install 'gflownet[bio]' (or pip install viennarna)") from None
+        raise ConfigError(
+            "the RNA binding task needs ViennaRNA (the 'RNA' module): "
+            "pip install 'gflownet[bio]' (or pip install viennarna)"
+        ) from None
     return RNA
 
 
@@ -74,8 +77,7 @@ class BindingScorer:
         require_vienna()
         self.targets, self.conserved, self.workers = targets, conserved, workers
         self._cache: dict[str, float] = {}
-        self._norm_per_nt = [e / len(t) for e, t in zip(duplex_energies([(revcomp(t), t) for t in targets]),
-                                                        targets)]
+        self._norm_per_nt = [e / len(t) for e, t in zip(duplex_energies([(revcomp(t), t) for t in targets]), targets)]
         self._pool: ProcessPoolExecutor | None = None
         self.calls = 0  # sequences folded (each against every target)
 
@@ -85,18 +87,18 @@ class BindingScorer:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(self.workers)
             chunk = math.ceil(len(pairs) / self.workers)
-            parts = self._pool.map(duplex_energies, [pairs[i:i + chunk] for i in range(0, len(pairs), chunk)])
+            parts = self._pool.map(duplex_energies, [pairs[i : i + chunk] for i in range(0, len(pairs), chunk)])
             energies = [e for part in parts for e in part]
         else:
             energies = duplex_energies(pairs)
         n = len(self.targets)
-        return [energies[i * n:(i + 1) * n] for i in range(len(sequences))]
+        return [energies[i * n : (i + 1) * n] for i in range(len(sequences))]
 
     def __call__(self, sequences: list[str]) -> list[float]:
         missing = list(dict.fromkeys(s for s in sequences if s not in self._cache))
         for s, energies in zip(missing, self._fold(missing)):
             f = sum(e / (norm * len(s)) for e, norm in zip(energies, self._norm_per_nt)) / len(energies)
-            if self.conserved and s[CONSERVED[0]:CONSERVED[0] + len(CONSERVED[1])] != CONSERVED[1]:
+            if self.conserved and s[CONSERVED[0] : CONSERVED[0] + len(CONSERVED[1])] != CONSERVED[1]:
                 f = 0.0
             self._cache[s] = f
         self.calls += len(missing)
@@ -113,14 +115,24 @@ class RNABinding(Sequences):
 
     name = "rna"
 
-    def __init__(self, length: int = 14, targets: str | list = "RNA1", conserved: bool = False, beta: float = 8.0,
-                 mode_threshold: float = 0.9, workers: int = 2, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        length: int = 14,
+        targets: str | list = "RNA1",
+        conserved: bool = False,
+        beta: float = 8.0,
+        mode_threshold: float = 0.9,
+        workers: int = 2,
+        device: str | torch.device = "cpu",
+    ):
         known = load_targets()
         names = targets.split(",") if isinstance(targets, str) else list(targets)
         unknown = [t for t in names if t not in known]
         if not names or unknown:
-            raise ConfigError(f"rna: unknown target {unknown[0] if unknown else targets!r} "
-                              f"(known: {', '.join(known)}; two targets as 'RNA1,RNA2')")
+            raise ConfigError(
+                f"rna: unknown target {unknown[0] if unknown else targets!r} "
+                f"(known: {', '.join(known)}; two targets as 'RNA1,RNA2')"
+            )
         _positive_int("rna", "length", length)
         if conserved and length < CONSERVED[0] + len(CONSERVED[1]):
             raise ConfigError(f"rna: the conserved region needs length >= 41, got {length}")
@@ -159,4 +171,3 @@ class RNABinding(Sequences):
     def close(self):
         """Stop the folding processes."""
         self.scorer_f.close()
-

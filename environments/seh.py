@@ -7,6 +7,7 @@ lin0 71->64, LeakyReLU; 12 x [NNConv(64, 64, edge net 4->128->4096, mean) ->
 LeakyReLU -> GRU(64, 64)]; Set2Set(64, 3 steps); lin3 128->1. The output regresses
 a normalised docking score (larger binds better); rewards use raw / 8.
 """
+
 from __future__ import annotations
 
 from importlib import resources

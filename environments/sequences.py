@@ -27,6 +27,7 @@ States that may not exit get ``LOG_REWARD_FLOOR``.
 States are indexed by length, then lexicographically (first token most
 significant): all states are enumerated while there are at most 2^22.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -54,8 +55,10 @@ def _symbols(who: str, alphabet) -> list[str]:
         return [str(v) for v in range(_positive_int(who, "alphabet", alphabet, 2))]
     symbols = list(alphabet) if isinstance(alphabet, (str, list, tuple)) else []
     if len(symbols) < 2 or len(set(symbols)) != len(symbols) or not all(isinstance(s, str) and s for s in symbols):
-        raise ConfigError(f"{who}: alphabet must be a string of >= 2 distinct characters, a list of >= 2 "
-                          f"distinct strings or a size >= 2, got {alphabet!r}")
+        raise ConfigError(
+            f"{who}: alphabet must be a string of >= 2 distinct characters, a list of >= 2 "
+            f"distinct strings or a size >= 2, got {alphabet!r}"
+        )
     return symbols
 
 
@@ -64,9 +67,16 @@ class Sequences(Environment):
 
     name = "sequence"
 
-    def __init__(self, alphabet: str | int = "ACGT", max_length: int = 6, min_length: int | None = None,
-                 reward: str | Callable | None = None, beta: float = 0.5, seed: int = 0,
-                 device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        alphabet: str | int = "ACGT",
+        max_length: int = 6,
+        min_length: int | None = None,
+        reward: str | Callable | None = None,
+        beta: float = 0.5,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ):
         who = self.name
         self.symbols = _symbols(who, alphabet)
         self.max_length = _positive_int(who, "max_length", max_length)
@@ -133,10 +143,13 @@ class Sequences(Environment):
         shown = "".join(self.symbols) if width == 1 and len(self.symbols) <= 30 else f"of {len(self.symbols)} symbols"
         rows = []
         for seq in sequences:
-            items = [seq[i:i + width] for i in range(0, len(seq), width)] if isinstance(seq, str) and width else seq
+            items = [seq[i : i + width] for i in range(0, len(seq), width)] if isinstance(seq, str) and width else seq
             if not isinstance(items, (list, tuple)) or not self.min_length <= len(items) <= self.max_length:
-                lengths = (f"{self.max_length}" if self.min_length == self.max_length
-                           else f"{self.min_length}..{self.max_length}")
+                lengths = (
+                    f"{self.max_length}"
+                    if self.min_length == self.max_length
+                    else f"{self.min_length}..{self.max_length}"
+                )
                 raise ConfigError(f"{self.name}: sequence {seq!r} must have {lengths} symbols of the alphabet {shown}")
             bad = [s for s in items if s not in lookup]
             if bad:
@@ -208,8 +221,11 @@ class Sequences(Environment):
         bad = outside.any(-1) | gap.any(-1)
         if bool(bad.any()):
             i = int(bad.nonzero()[0])
-            why = (f"a token outside 0..{self.pad} (the alphabet has {self.n_tokens} symbols, {self.pad} pads)"
-                   if bool(outside[i].any()) else "a token after a pad (sequences are left-aligned)")
+            why = (
+                f"a token outside 0..{self.pad} (the alphabet has {self.n_tokens} symbols, {self.pad} pads)"
+                if bool(outside[i].any())
+                else "a token after a pad (sequences are left-aligned)"
+            )
             raise ConfigError(f"{self.name}: state {states[i].tolist()} has {why}")
 
     def log_reward(self, states):

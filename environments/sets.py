@@ -18,6 +18,7 @@ and a full set has reward R(S) = exp(-E(S)). log Z is exact (``log_partition``).
 The 2^size states are enumerated up to size 20; up to size 62 ``state_index``
 (the bits of S) still works, so a batch's distinct states are evaluated once.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,8 +33,14 @@ _MAX_INDEXABLE = 62  # sum_u s_u 2^u fits in an int64
 class SetGeneration(Environment):
     """Subsets of ``set_size`` of ``size`` elements; R(S) = exp(-sum_{u in S} e(u) / temperature)."""
 
-    def __init__(self, size: int = 30, set_size: int = 20, temperature: float = 1.0, seed: int = 0,
-                 device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        size: int = 30,
+        set_size: int = 20,
+        temperature: float = 1.0,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ):
         for name, value in (("size", size), ("set_size", set_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"sets: {name} must be an integer >= 1, got {value!r}")

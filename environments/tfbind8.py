@@ -19,6 +19,7 @@ depend on that choice (checked when the table was vendored, by
 breaking ties the other way). "Modes found" counts distinct
 samples in that set.
 """
+
 from __future__ import annotations
 
 from importlib import resources
@@ -70,8 +71,9 @@ class TFBind8(Sequences):
     def __init__(self, reward: str | Callable = "binding", device: str | torch.device = "cpu"):
         user = None if reward in REWARDS else reward
         if isinstance(user, str) and ":" not in user:
-            raise ConfigError(f"tfbind8: reward must be one of {', '.join(REWARDS)} or 'module:function', "
-                              f"got {reward!r}")
+            raise ConfigError(
+                f"tfbind8: reward must be one of {', '.join(REWARDS)} or 'module:function', got {reward!r}"
+            )
         super().__init__(alphabet="ACGT", max_length=8, reward=user, device=device)
         self.reward_name = reward if user is None else "user"
         binding = load_binding()

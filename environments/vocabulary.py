@@ -10,6 +10,7 @@ Two sources: the 105-block vocabulary of the sEH task (vendored, MIT licence, in
 ``environments/data/seh_proxy``) and ``from_brics``, which derives blocks from a
 user's SMILES file by RDKit's BRICS decomposition.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,13 +43,16 @@ class Vocabulary:
             if mol is None:
                 raise ConfigError(f"vocabulary block {i} has an invalid SMILES {smi!r}")
             if not stem or any(not 0 <= a < mol.GetNumAtoms() for a in stem):
-                raise ConfigError(f"vocabulary block {i} ({smi}) has stems {stem} outside its "
-                                  f"{mol.GetNumAtoms()} atoms (or none)")
+                raise ConfigError(
+                    f"vocabulary block {i} ({smi}) has stems {stem} outside its {mol.GetNumAtoms()} atoms (or none)"
+                )
             self.mols.append(mol)
         # A block is usable where each stem atom has a hydrogen for every bond it may
         # take: then any attachment pattern keeps every valence legal.
-        self.usable = [all(self.mols[i].GetAtomWithIdx(a).GetTotalNumHs() >= k for a, k in Counter(s).items())
-                       for i, s in enumerate(self.stems)]
+        self.usable = [
+            all(self.mols[i].GetAtomWithIdx(a).GetTotalNumHs() >= k for a, k in Counter(s).items())
+            for i, s in enumerate(self.stems)
+        ]
         if not any(self.usable):
             raise ConfigError("no block of the vocabulary has a hydrogen at each of its stems")
 
@@ -65,8 +69,11 @@ class Vocabulary:
         text = resources.files("gflownet.environments").joinpath("data/seh_proxy/blocks_PDB_105.json").read_text()
         data = json.loads(text)
         keys = sorted(data["block_smi"], key=int)
-        return cls([data["block_smi"][k] for k in keys], [data["block_r"][k] for k in keys],
-                   [data["block_name"][k] for k in keys])
+        return cls(
+            [data["block_smi"][k] for k in keys],
+            [data["block_r"][k] for k in keys],
+            [data["block_name"][k] for k in keys],
+        )
 
     @classmethod
     def from_json(cls, path: str | Path) -> "Vocabulary":

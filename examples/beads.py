@@ -3,6 +3,7 @@
 A bag holds k beads of n colours, added one at a time; R(bag) = exp(number of
 distinct colours). Run it: ``python examples/beads.py`` (about ten seconds on a CPU).
 """
+
 # --8<-- [start:environment]
 import torch
 
@@ -48,6 +49,8 @@ class Beads(Environment):
 
     def state_index(self, states):
         return (states * self.powers).sum(-1)
+
+
 # --8<-- [end:environment]
 
 
@@ -56,8 +59,9 @@ import gflownet
 from gflownet.environments import ENVIRONMENTS
 
 ENVIRONMENTS["beads"] = Beads  # now `env="beads"` works like a built-in environment
-run = gflownet.train(env="beads", objective="tb", out="runs/beads", n=4, k=6,
-                     batch_size=16, trajectories=12_000, overwrite=True)
+run = gflownet.train(
+    env="beads", objective="tb", out="runs/beads", n=4, k=6, batch_size=16, trajectories=12_000, overwrite=True
+)
 print(f"exact L1 to R/Z: {run.summary['l1']:.3f}, log Z error: {run.summary['log_z_error']:.3f}")
 # --8<-- [end:train]
 

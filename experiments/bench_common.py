@@ -4,6 +4,7 @@ train the same configuration) and the timing record (so both are timed alike).
 Plain Python: imported by this library's runner and by the peers' runners, each
 in its own virtual environment.
 """
+
 import argparse
 import json
 import os
@@ -71,12 +72,16 @@ class Clock:
         steady_s = end - self.steady_start - (self.eval_s - self.eval_at_steady) if steady_iters > 0 else None
         whole_s = end - self.top - self.eval_s
         return {
-            "iterations": iterations, "trajectories_trained": iterations * batch,
-            "import_s": imported - self.top, "interpreter_startup_s": interpreter_startup_s(top_wall),
+            "iterations": iterations,
+            "trajectories_trained": iterations * batch,
+            "import_s": imported - self.top,
+            "interpreter_startup_s": interpreter_startup_s(top_wall),
             "train_s": end - self.start - self.eval_s,
-            "steady_iterations": steady_iters, "steady_s": steady_s,
+            "steady_iterations": steady_iters,
+            "steady_s": steady_s,
             "steady_traj_per_s": steady_iters * batch / steady_s if steady_s else None,
-            "whole_process_s": whole_s, "whole_traj_per_s": iterations * batch / whole_s,
+            "whole_process_s": whole_s,
+            "whole_traj_per_s": iterations * batch / whole_s,
             "eval_s_total": self.eval_s,
         }
 

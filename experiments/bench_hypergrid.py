@@ -15,6 +15,7 @@ ReLU MLP trunk shared by P_F and P_B, Adam 1e-3 (log Z 1e-1), on-policy, no expl
 
 Writes experiments/results/bench_hypergrid.{json,csv,md,png}.
 """
+
 import argparse
 import csv
 import json
@@ -45,9 +46,25 @@ def run(python: str, script: Path, case, extra: list[str], out: Path) -> dict:
     # torch's thread count as this library picks it, for torchgfn too (oversubscribed
     # threads on busy cores slow a run down several times); gfnx (XLA) picks its own.
     threads = 1 if batch < MULTITHREAD_MIN_BATCH else os.cpu_count() or 1
-    cmd = [python, str(script), "--dim", str(dim), "--side", str(side), "--batch-size", str(batch),
-           "--trajectories", str(n), "--eval-every", str(eval_every), "--threads", str(threads),
-           "--json", str(out), *extra]
+    cmd = [
+        python,
+        str(script),
+        "--dim",
+        str(dim),
+        "--side",
+        str(side),
+        "--batch-size",
+        str(batch),
+        "--trajectories",
+        str(n),
+        "--eval-every",
+        str(eval_every),
+        "--threads",
+        str(threads),
+        "--json",
+        str(out),
+        *extra,
+    ]
     print("$", " ".join(cmd), file=sys.stderr, flush=True)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())
@@ -55,9 +72,15 @@ def run(python: str, script: Path, case, extra: list[str], out: Path) -> dict:
 
 def row(case, results: dict) -> dict:
     ours = results["ours"]
-    r = {"dim": case[0], "side": case[1], "batch": case[2], "trajectories": case[3],
-         "ours_steady": ours["steady_traj_per_s"], "ours_whole": ours["whole_traj_per_s"],
-         "ours_l1": ours["evals"][-1].get("l1")}
+    r = {
+        "dim": case[0],
+        "side": case[1],
+        "batch": case[2],
+        "trajectories": case[3],
+        "ours_steady": ours["steady_traj_per_s"],
+        "ours_whole": ours["whole_traj_per_s"],
+        "ours_l1": ours["evals"][-1].get("l1"),
+    }
     for peer in ("torchgfn", "gfnx"):
         res = results.get(peer, {})
         for kind in ("steady", "whole"):
@@ -73,12 +96,20 @@ def fmt(value, spec):
 
 
 def markdown(rows) -> str:
-    lines = ["| D | H | batch | trajectories | ours traj/s (steady / whole) | torchgfn (steady / whole) "
-             "| ours / torchgfn, x (steady / whole) | gfnx (steady / whole) | ours / gfnx, x (steady / whole) "
-             "| exact L1 ours / torchgfn |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| D | H | batch | trajectories | ours traj/s (steady / whole) | torchgfn (steady / whole) "
+        "| ours / torchgfn, x (steady / whole) | gfnx (steady / whole) | ours / gfnx, x (steady / whole) "
+        "| exact L1 ours / torchgfn |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        cells = [str(r["dim"]), str(r["side"]), str(r["batch"]), f"{r['trajectories']:,}",
-                 f"{fmt(r['ours_steady'], ',.0f')} / {r['ours_whole']:,.0f}"]
+        cells = [
+            str(r["dim"]),
+            str(r["side"]),
+            str(r["batch"]),
+            f"{r['trajectories']:,}",
+            f"{fmt(r['ours_steady'], ',.0f')} / {r['ours_whole']:,.0f}",
+        ]
         for peer in ("torchgfn", "gfnx"):
             cells.append(f"{fmt(r[f'{peer}_steady'], ',.0f')} / {fmt(r[f'{peer}_whole'], ',.0f')}")
             cells.append(f"{fmt(r[f'{peer}_steady_ratio'], '.2f')} / {fmt(r[f'{peer}_whole_ratio'], '.2f')}")
@@ -111,12 +142,19 @@ def plot(rows, path: Path) -> None:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--torchgfn-python", default=str(HERE.parent / ".venv-torchgfn" / "bin" / "python"),
-                   help="python of the torchgfn side venv (experiments/peers/setup_torchgfn.sh)")
-    p.add_argument("--gfnx-python", default=str(HERE.parent / ".venv-gfnx" / "bin" / "python"),
-                   help="python of the gfnx side venv (experiments/peers/setup_gfnx.sh)")
-    p.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS),
-                   help="peers to run (none: this library alone)")
+    p.add_argument(
+        "--torchgfn-python",
+        default=str(HERE.parent / ".venv-torchgfn" / "bin" / "python"),
+        help="python of the torchgfn side venv (experiments/peers/setup_torchgfn.sh)",
+    )
+    p.add_argument(
+        "--gfnx-python",
+        default=str(HERE.parent / ".venv-gfnx" / "bin" / "python"),
+        help="python of the gfnx side venv (experiments/peers/setup_gfnx.sh)",
+    )
+    p.add_argument(
+        "--peers", nargs="*", default=list(PEERS), choices=list(PEERS), help="peers to run (none: this library alone)"
+    )
     p.add_argument("--quick", action="store_true", help="short cases, to check the harness")
     p.add_argument("--cases", type=int, nargs="*", help="indices of CASES to run (default: all)")
     p.add_argument("--name", default="bench_hypergrid", help="name of the result files")

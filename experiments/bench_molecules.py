@@ -12,6 +12,7 @@ core would give where the machine is shared).
     python experiments/bench_molecules.py            # writes experiments/results/bench_molecules.*
     python experiments/bench_molecules.py --quick
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,8 +82,9 @@ def bench(batches: int, batch: int, workers: list[int], train_steps: int) -> lis
     config.train.batch_size, config.train.trajectories, config.train.threads = batch, batch * train_steps, 1
     trainer = Trainer(config)
     seconds, cpu, _ = timed(trainer.train_step, train_steps)
-    rows.append({"case": "train tb/qed", "per_s": train_steps * batch / seconds,
-                 "per_cpu_s": train_steps * batch / cpu})
+    rows.append(
+        {"case": "train tb/qed", "per_s": train_steps * batch / seconds, "per_cpu_s": train_steps * batch / cpu}
+    )
     for r in rows:
         r.update(batch=batch, unit="trajectories/s")
     return rows
@@ -105,10 +107,17 @@ def main(argv=None):
     name = "bench_molecules_quick" if args.quick else "bench_molecules"
     (out / f"{name}.json").write_text(json.dumps(rows, indent=2))
     load = os.getloadavg()[0]
-    lines = [f"load average {load:.1f} on {os.cpu_count()} cores during the run", "",
-             "| case | batch | trajectories/s (wall) | per CPU second of the sampling process |", "|---|---|---|---|"]
-    lines += [f"| {r['case']} | {r['batch']} | {r['per_s']:.0f} | "
-              f"{'-' if r['per_cpu_s'] is None else format(r['per_cpu_s'], '.0f')} |" for r in rows]
+    lines = [
+        f"load average {load:.1f} on {os.cpu_count()} cores during the run",
+        "",
+        "| case | batch | trajectories/s (wall) | per CPU second of the sampling process |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['case']} | {r['batch']} | {r['per_s']:.0f} | "
+        f"{'-' if r['per_cpu_s'] is None else format(r['per_cpu_s'], '.0f')} |"
+        for r in rows
+    ]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return rows

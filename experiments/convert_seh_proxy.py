@@ -9,6 +9,7 @@ The pickle is read here, never by the library. NNConv's root weight was stored a
 (in, out) matrix applied as ``x @ root``; PyG 2.x applies ``lin.weight`` as
 ``x @ weight.T``, so it is transposed. The stem head (lin1, lin2) is not kept.
 """
+
 import argparse
 import gzip
 import pickle
@@ -16,10 +17,30 @@ from pathlib import Path
 
 import numpy as np
 
-NAMES = ["lin0.weight", "lin0.bias", "conv.lin.weight", "conv.bias", "conv.nn.0.weight", "conv.nn.0.bias",
-         "conv.nn.2.weight", "conv.nn.2.bias", "gru.weight_ih_l0", "gru.weight_hh_l0", "gru.bias_ih_l0",
-         "gru.bias_hh_l0", None, None, None, None, "set2set.lstm.weight_ih_l0", "set2set.lstm.weight_hh_l0",
-         "set2set.lstm.bias_ih_l0", "set2set.lstm.bias_hh_l0", "lin3.weight", "lin3.bias"]
+NAMES = [
+    "lin0.weight",
+    "lin0.bias",
+    "conv.lin.weight",
+    "conv.bias",
+    "conv.nn.0.weight",
+    "conv.nn.0.bias",
+    "conv.nn.2.weight",
+    "conv.nn.2.bias",
+    "gru.weight_ih_l0",
+    "gru.weight_hh_l0",
+    "gru.bias_ih_l0",
+    "gru.bias_hh_l0",
+    None,
+    None,
+    None,
+    None,
+    "set2set.lstm.weight_ih_l0",
+    "set2set.lstm.weight_hh_l0",
+    "set2set.lstm.bias_ih_l0",
+    "set2set.lstm.bias_hh_l0",
+    "lin3.weight",
+    "lin3.bias",
+]
 OUT = Path(__file__).resolve().parents[1] / "environments" / "data" / "seh_proxy" / "seh_proxy.npz"
 
 

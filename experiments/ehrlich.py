@@ -19,6 +19,7 @@ elitist survival (children win ties), started from 64 samples of the function's 
 
 Writes experiments/results/ehrlich_{quick,b<budget>}.{csv,md,png}.
 """
+
 import sys
 from pathlib import Path
 
@@ -49,19 +50,41 @@ def main(argv=None):
 
     def run(method, seed):
         if method != "ga":
-            return train_gflownet("ehrlich", SMALL, method, seed, budget, 1.0, _calls, _fitness, SMALL["length"],
-                                  epsilon=0.05, hidden=64 if args.quick else 256)
+            return train_gflownet(
+                "ehrlich",
+                SMALL,
+                method,
+                seed,
+                budget,
+                1.0,
+                _calls,
+                _fitness,
+                SMALL["length"],
+                epsilon=0.05,
+                hidden=64 if args.quick else 256,
+            )
         f = Ehrlich(**SMALL).function
         g = torch.Generator().manual_seed(seed)
         initial = torch.stack([sample_chain(f.stationary, f.transition_matrix, f.length, g) for _ in range(64)])
         return genetic_algorithm(lambda x: f(x).double(), initial, f.num_states, budget, seed, 1.0)
 
-    notes = (f"Small configuration {SMALL}, function seed 0; budget {budget} function calls per run, run seeds "
-             f"{args.seeds}; `python experiments/ehrlich.py {' '.join(argv if argv is not None else sys.argv[1:])}`. "
-             "Best f is the fraction of the optimum (1) reached.")
-    rows = benchmark("ehrlich_small", args.seeds, args.methods, run, Path(args.out),
-                     "ehrlich_quick" if args.quick else f"ehrlich_b{budget}", "Ehrlich function, small configuration",
-                     "optima (f = 1)", notes, args.merge)
+    notes = (
+        f"Small configuration {SMALL}, function seed 0; budget {budget} function calls per run, run seeds "
+        f"{args.seeds}; `python experiments/ehrlich.py {' '.join(argv if argv is not None else sys.argv[1:])}`. "
+        "Best f is the fraction of the optimum (1) reached."
+    )
+    rows = benchmark(
+        "ehrlich_small",
+        args.seeds,
+        args.methods,
+        run,
+        Path(args.out),
+        "ehrlich_quick" if args.quick else f"ehrlich_b{budget}",
+        "Ehrlich function, small configuration",
+        "optima (f = 1)",
+        notes,
+        args.merge,
+    )
     return rows
 
 

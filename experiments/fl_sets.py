@@ -18,6 +18,7 @@ LeakyReLU; this library's MLP uses ReLU.)
 
 Writes experiments/results/fl_sets_*.csv / .json / .md / .png.
 """
+
 import argparse
 import csv
 import json
@@ -62,21 +63,34 @@ def small_study(seeds, trajectories, every, target=0.05):
                 n = trainer.step_count * 16
                 done = int(trainer.transitions) >= budget if budget else trainer.step_count >= trainer.total_steps
                 if n % every == 0 or done:
-                    rows.append({"method": name, "seed": seed, "trajectories": n,
-                                 "transitions": int(trainer.transitions), "l1": trainer.evaluate()["l1"]})
+                    rows.append(
+                        {
+                            "method": name,
+                            "seed": seed,
+                            "trajectories": n,
+                            "transitions": int(trainer.transitions),
+                            "l1": trainer.evaluate()["l1"],
+                        }
+                    )
                 if done:
                     break
-            print(f"small {name} seed {seed}: L1 {rows[-1]['l1']:.4f} after {rows[-1]['transitions']} transitions",
-                  file=sys.stderr, flush=True)
+            print(
+                f"small {name} seed {seed}: L1 {rows[-1]['l1']:.4f} after {rows[-1]['transitions']} transitions",
+                file=sys.stderr,
+                flush=True,
+            )
     summary = {}
     for name in ("db", "fl_db", "fl_db_cut"):
         firsts = []
         for seed in seeds:
             reached = [r["trajectories"] for r in rows_of(rows, name, seed) if r["l1"] <= target]
             firsts.append(reached[0] if reached else math.inf)
-        summary[name] = {"trajectories_to_target": firsts, "median": sorted(firsts)[len(firsts) // 2],
-                         "final_l1": [rows_of(rows, name, s)[-1]["l1"] for s in seeds],
-                         "final_transitions": [rows_of(rows, name, s)[-1]["transitions"] for s in seeds]}
+        summary[name] = {
+            "trajectories_to_target": firsts,
+            "median": sorted(firsts)[len(firsts) // 2],
+            "final_l1": [rows_of(rows, name, s)[-1]["l1"] for s in seeds],
+            "final_transitions": [rows_of(rows, name, s)[-1]["transitions"] for s in seeds],
+        }
     return rows, summary
 
 
@@ -103,21 +117,33 @@ def large_study(size, set_size, methods, seeds, steps, every, epsilon=None):
             while trainer.step_count < trainer.total_steps:
                 trainer.train_step()
                 traj = trainer.last_trajectories
-                for key, log_r in zip(map(tuple, traj.terminal.nonzero()[:, 1].view(len(traj), -1).tolist()),
-                                      traj.log_reward.tolist()):
+                for key, log_r in zip(
+                    map(tuple, traj.terminal.nonzero()[:, 1].view(len(traj), -1).tolist()), traj.log_reward.tolist()
+                ):
                     seen[key] = log_r
                 if trainer.step_count % every == 0 or trainer.step_count == trainer.total_steps:
                     top = sorted(seen.values(), reverse=True)[:100]
-                    rows.append({"size": size, "set_size": set_size, "method": objective, "seed": seed,
-                                 "trajectories": trainer.step_count * 16,
-                                 "top100_mean_reward": sum(math.exp(v) for v in top) / len(top),
-                                 "above_q99": sum(v >= threshold for v in seen.values()),
-                                 **{k: v for k, v in trainer.evaluate().items() if k == "log_z_error"}})
+                    rows.append(
+                        {
+                            "size": size,
+                            "set_size": set_size,
+                            "method": objective,
+                            "seed": seed,
+                            "trajectories": trainer.step_count * 16,
+                            "top100_mean_reward": sum(math.exp(v) for v in top) / len(top),
+                            "above_q99": sum(v >= threshold for v in seen.values()),
+                            **{k: v for k, v in trainer.evaluate().items() if k == "log_z_error"},
+                        }
+                    )
             policy = sample_forward(env, trainer.policy, 4096, generator=torch.Generator().manual_seed(seed))
             log_r = env.log_reward(policy.terminal)[distinct(policy.terminal, dim=0)[0]]
             rows[-1]["policy_top100_mean_reward"] = float(log_r.topk(min(100, len(log_r))).values.exp().mean())
-            print(f"large {size}/{set_size} {objective} seed {seed}: top-100 {rows[-1]['top100_mean_reward']:.4g}, "
-                  f"from P_F {rows[-1]['policy_top100_mean_reward']:.4g}", file=sys.stderr, flush=True)
+            print(
+                f"large {size}/{set_size} {objective} seed {seed}: top-100 {rows[-1]['top100_mean_reward']:.4g}, "
+                f"from P_F {rows[-1]['policy_top100_mean_reward']:.4g}",
+                file=sys.stderr,
+                flush=True,
+            )
     return rows
 
 
@@ -134,8 +160,9 @@ def plot(rows, x, y, path, title, log=False):
     for color, method in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], methods):
         for i, seed in enumerate(sorted({r["seed"] for r in rows})):
             points = rows_of(rows, method, seed)
-            ax.plot([p[x] for p in points], [p[y] for p in points], color=color, alpha=0.8,
-                    label=method if i == 0 else None)
+            ax.plot(
+                [p[x] for p in points], [p[y] for p in points], color=color, alpha=0.8, label=method if i == 0 else None
+            )
     ax.set(xlabel=x, ylabel=y, title=title, yscale="log" if log else "linear")
     ax.legend()
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -169,17 +196,20 @@ def main(argv=None):
         report.append("| |U|=12, |S|=6 | trajectories to L1 <= 0.05 (per seed) | median | final L1 | transitions |")
         report.append("|---|---|---|---|---|")
         for name, s in summary.items():
-            report.append(f"| {name} | {s['trajectories_to_target']} | {s['median']} | "
-                          f"{', '.join(f'{v:.3f}' for v in s['final_l1'])} | {s['final_transitions']} |")
+            report.append(
+                f"| {name} | {s['trajectories_to_target']} | {s['median']} | "
+                f"{', '.join(f'{v:.3f}' for v in s['final_l1'])} | {s['final_transitions']} |"
+            )
     for spec in args.sizes:
         size, set_size = map(int, spec.split("/"))
-        rows = large_study(size, set_size, args.methods, args.seeds, args.steps, max(args.steps // 20, 1),
-                           args.epsilon)
+        rows = large_study(size, set_size, args.methods, args.seeds, args.steps, max(args.steps // 20, 1), args.epsilon)
         tag = f"{size}_{set_size}{args.tag}"
         write_csv(rows, out / f"fl_sets_{tag}.csv")
         plot(rows, "trajectories", "top100_mean_reward", out / f"fl_sets_{tag}.png", f"|U|={size}, |S|={set_size}")
-        report.append(f"\n| |U|={size}, |S|={set_size}{' ' + args.tag if args.tag else ''} | top-100 mean reward "
-                      "of training samples (per seed) | sets above q99 | top-100 of 4,096 sets from P_F |")
+        report.append(
+            f"\n| |U|={size}, |S|={set_size}{' ' + args.tag if args.tag else ''} | top-100 mean reward "
+            "of training samples (per seed) | sets above q99 | top-100 of 4,096 sets from P_F |"
+        )
         report.append("|---|---|---|---|")
         for method in args.methods:
             finals = [rows_of(rows, method, s)[-1] for s in args.seeds]

@@ -12,6 +12,7 @@ runs can be split across processes); every call then redraws
 experiments/hypergrid_objectives.png and experiments/results/hypergrid_objectives.md
 from all saved runs.
 """
+
 import argparse
 import json
 import sys
@@ -58,7 +59,8 @@ def main():
     for objective in args.objectives:
         for seed in args.seeds:
             (runs / f"{objective}_{seed}.json").write_text(
-                json.dumps(curve(objective, seed, args.trajectories, args.every, args.set)))
+                json.dumps(curve(objective, seed, args.trajectories, args.every, args.set))
+            )
     plot(runs)
 
 
@@ -74,18 +76,30 @@ def plot(runs: Path):
     out = runs.parent
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    table = ["| objective | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |",
-             "|---|" + "---|" * (len(seeds) + 1)]
+    table = [
+        "| objective | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |",
+        "|---|" + "---|" * (len(seeds) + 1),
+    ]
     for color, (objective, curves) in zip([f"C{i}" for i in range(10)], results.items()):
         for i, points in enumerate(curves.values()):
-            ax.plot([q["trajectories"] for q in points], [q["l1"] for q in points], color=color, alpha=0.8,
-                    label=objective if i == 0 else None)
+            ax.plot(
+                [q["trajectories"] for q in points],
+                [q["l1"] for q in points],
+                color=color,
+                alpha=0.8,
+                label=objective if i == 0 else None,
+            )
         finals = [curves[s][-1]["l1"] if s in curves else float("nan") for s in seeds]
-        table.append(f"| {objective} | " + " | ".join(f"{v:.4f}" for v in finals)
-                     + f" | {sum(finals) / len(finals):.4f} |")
+        table.append(
+            f"| {objective} | " + " | ".join(f"{v:.4f}" for v in finals) + f" | {sum(finals) / len(finals):.4f} |"
+        )
     ax.axhline(0.03, color="gray", ls="--", lw=0.8)
-    ax.set(xlabel="trajectories", ylabel="exact L1 to R/Z", yscale="log",
-           title="4-D hypergrid H=8, batch 16 (one line per seed)")
+    ax.set(
+        xlabel="trajectories",
+        ylabel="exact L1 to R/Z",
+        yscale="log",
+        title="4-D hypergrid H=8, batch 16 (one line per seed)",
+    )
     ax.legend()
     fig.savefig(HERE / "hypergrid_objectives.png", dpi=110, bbox_inches="tight")
     (out / "hypergrid_objectives.md").write_text("\n".join(table) + "\n")

@@ -10,6 +10,7 @@ samples the resident set size every few steps, and reports its growth from the e
 the first tenth of the run (allocator and caches warmed up) to the end.
 Writes experiments/results/memory_hypergrid.{json,md,png}.
 """
+
 import argparse
 import json
 import resource
@@ -45,9 +46,17 @@ def rollout_peak(dim: int, side: int, batch: int) -> dict:
     start = time.perf_counter()
     traj = sample_forward(env, policy, batch, generator=torch.Generator().manual_seed(0))
     seconds = time.perf_counter() - start
-    return {"dim": dim, "side": side, "batch": batch, "steps": traj.max_length, "rollout_s": seconds,
-            "rss_before_mib": before_rss, "peak_rss_mib": peak_rss_mib(), "peak_before_mib": before_peak,
-            "trajectory_tensors_mib": (traj.states.nbytes + traj.actions.nbytes) / MIB}
+    return {
+        "dim": dim,
+        "side": side,
+        "batch": batch,
+        "steps": traj.max_length,
+        "rollout_s": seconds,
+        "rss_before_mib": before_rss,
+        "peak_rss_mib": peak_rss_mib(),
+        "peak_before_mib": before_peak,
+        "trajectory_tensors_mib": (traj.states.nbytes + traj.actions.nbytes) / MIB,
+    }
 
 
 def leak_check(minutes: float, batch: int) -> dict:
@@ -60,9 +69,16 @@ def leak_check(minutes: float, batch: int) -> dict:
             trainer.train_step()
         samples.append((elapsed, trainer.step_count, rss_mib()))
     warm = next(s for s in samples if s[0] >= samples[-1][0] / 10)
-    return {"minutes": minutes, "batch": batch, "steps": trainer.step_count, "rss_warm_mib": warm[2],
-            "rss_end_mib": samples[-1][2], "growth_mib": samples[-1][2] - warm[2],
-            "rss_max_mib": max(s[2] for s in samples), "samples": samples}
+    return {
+        "minutes": minutes,
+        "batch": batch,
+        "steps": trainer.step_count,
+        "rss_warm_mib": warm[2],
+        "rss_end_mib": samples[-1][2],
+        "growth_mib": samples[-1][2] - warm[2],
+        "rss_max_mib": max(s[2] for s in samples),
+        "samples": samples,
+    }
 
 
 def main(argv=None):
@@ -78,12 +94,14 @@ def main(argv=None):
     leak = leak_check(1 / 6 if args.quick else args.minutes, 64 if args.quick else 256)
     name = "memory_hypergrid_quick" if args.quick else "memory_hypergrid"
     (out / f"{name}.json").write_text(json.dumps({"rollout": peak, "leak": leak}, indent=1))
-    table = (f"| rollout D={peak['dim']} H={peak['side']} batch {peak['batch']} | {peak['steps']} steps "
-             f"| RSS before {peak['rss_before_mib']:.0f} MiB | peak {peak['peak_rss_mib']:.0f} MiB "
-             f"| trajectory tensors {peak['trajectory_tensors_mib']:.1f} MiB |\n|---|---|---|---|---|\n\n"
-             f"| leak check | steps | RSS after the first tenth | RSS at the end | growth |\n|---|---|---|---|---|\n"
-             f"| {leak['minutes']:.2f} min, 4-D H=8 TB batch {leak['batch']} | {leak['steps']:,} "
-             f"| {leak['rss_warm_mib']:.1f} MiB | {leak['rss_end_mib']:.1f} MiB | {leak['growth_mib']:+.1f} MiB |\n")
+    table = (
+        f"| rollout D={peak['dim']} H={peak['side']} batch {peak['batch']} | {peak['steps']} steps "
+        f"| RSS before {peak['rss_before_mib']:.0f} MiB | peak {peak['peak_rss_mib']:.0f} MiB "
+        f"| trajectory tensors {peak['trajectory_tensors_mib']:.1f} MiB |\n|---|---|---|---|---|\n\n"
+        f"| leak check | steps | RSS after the first tenth | RSS at the end | growth |\n|---|---|---|---|---|\n"
+        f"| {leak['minutes']:.2f} min, 4-D H=8 TB batch {leak['batch']} | {leak['steps']:,} "
+        f"| {leak['rss_warm_mib']:.1f} MiB | {leak['rss_end_mib']:.1f} MiB | {leak['growth_mib']:+.1f} MiB |\n"
+    )
     (out / f"{name}.md").write_text(table)
     import matplotlib
 

@@ -24,6 +24,7 @@ on the 2-D hypergrid.
 
 Writes experiments/results/ocgfn_<tag>.csv / _pretrain.csv / .json / .md / .png.
 """
+
 import argparse
 import csv
 import json
@@ -117,8 +118,9 @@ def finetune_curve(method, trainer, reward, args, seed, tables):
         x, reward_calls = draw()
         found[env.state_index(x)] = True
         if step % max(steps // 20, 1) == 0 or step == steps:
-            rows.append({"samples": step * args.ft_batch, "modes_found": int(found[modes].sum()),
-                         "reward_calls": reward_calls})
+            rows.append(
+                {"samples": step * args.ft_batch, "modes_found": int(found[modes].sum()), "reward_calls": reward_calls}
+            )
     if method.startswith("exact"):
         log_pf = sampler.log_pf
     else:
@@ -129,14 +131,17 @@ def finetune_curve(method, trainer, reward, args, seed, tables):
 
 def summarise(finals, methods):
     """Markdown table: per method, modes found at the budget and exact L1 (mean and sd)."""
+
     def stat(values):
         return f"{statistics.mean(values):.2f} ± {statistics.pstdev(values):.2f}"
 
     lines = ["| method | modes found (of n) | reward calls | exact L1 to R'/Z' |", "|---|---|---|---|"]
     for m in methods:
         rows = [f for f in finals if f["method"] == m]
-        lines.append(f"| {m} | {stat([r['modes_found'] for r in rows])} (of {rows[0]['n_modes']}) | "
-                     f"{stat([r['reward_calls'] for r in rows])} | {stat([r['l1'] for r in rows])} |")
+        lines.append(
+            f"| {m} | {stat([r['modes_found'] for r in rows])} (of {rows[0]['n_modes']}) | "
+            f"{stat([r['reward_calls'] for r in rows])} | {stat([r['l1'] for r in rows])} |"
+        )
     return "\n".join(lines)
 
 
@@ -164,12 +169,15 @@ def pretrain_study(args, out):
     env, params = SEQUENCE_TASKS[args.pretrain_only]
     _, curve = pretrain(args, out / f"ocgfn_{args.pretrain_only}", env, params)
     with open(out / f"ocgfn_{args.pretrain_only}_pretrain.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["trajectories", "success_rate", "train_success_rate"],
-                                extrasaction="ignore")
+        writer = csv.DictWriter(
+            f, fieldnames=["trajectories", "success_rate", "train_success_rate"], extrasaction="ignore"
+        )
         writer.writeheader()
         writer.writerows(curve)
-    text = (f"# OC-GFN pretraining on {args.pretrain_only} ({env} {params})\n\n| trajectories | success rate |\n"
-            "|---|---|\n" + "".join(f"| {r['trajectories']} | {r['success_rate']:.3f} |\n" for r in curve))
+    text = (
+        f"# OC-GFN pretraining on {args.pretrain_only} ({env} {params})\n\n| trajectories | success rate |\n"
+        "|---|---|\n" + "".join(f"| {r['trajectories']} | {r['success_rate']:.3f} |\n" for r in curve)
+    )
     (out / f"ocgfn_{args.pretrain_only}.md").write_text(text)
     print(text)
     return curve
@@ -187,15 +195,22 @@ def downstream_study(args, out):
     for method in ("continue", "scratch"):
         for seed in args.seeds:
             torch.manual_seed(seed)
-            trainer = DownstreamTrainer(downstream_config("tfbind8", {}, args, seed), env.log_reward, pre.policy if method == "continue" else None)
+            trainer = DownstreamTrainer(
+                downstream_config("tfbind8", {}, args, seed),
+                env.log_reward,
+                pre.policy if method == "continue" else None,
+            )
             found = torch.zeros_like(top)
             for _ in range(args.budget // args.ft_batch):
                 trainer.train_step()
                 found[env.state_index(trainer.last_trajectories.terminal)] = True
             finals.append({"method": method, "seed": seed, "top100_found": int(found[top].sum())})
             print(finals[-1], file=sys.stderr)
-    lines = [f"# TF Bind 8, R' = measured binding: top-100 sequences found within {args.budget} samples\n",
-             "| method | top-100 found (per seed) | mean |", "|---|---|---|"]
+    lines = [
+        f"# TF Bind 8, R' = measured binding: top-100 sequences found within {args.budget} samples\n",
+        "| method | top-100 found (per seed) | mean |",
+        "|---|---|---|",
+    ]
     for method in ("continue", "scratch"):
         counts = [f["top100_found"] for f in finals if f["method"] == method]
         lines.append(f"| {method} | {', '.join(map(str, counts))} | {statistics.mean(counts):.1f} |")
@@ -221,10 +236,16 @@ def main(argv=None):
     p.add_argument("--k", type=int, default=8, help="outcomes per transition (amortised)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", default=str(HERE / "results"))
-    p.add_argument("--pretrain-only", choices=sorted(SEQUENCE_TASKS),
-                   help="pretrain on a sequence task and report its success rate (no fine-tuning)")
-    p.add_argument("--downstream-tfbind8", action="store_true",
-                   help="TF Bind 8: continue vs scratch on the measured binding, top-100 found within --budget")
+    p.add_argument(
+        "--pretrain-only",
+        choices=sorted(SEQUENCE_TASKS),
+        help="pretrain on a sequence task and report its success rate (no fine-tuning)",
+    )
+    p.add_argument(
+        "--downstream-tfbind8",
+        action="store_true",
+        help="TF Bind 8: continue vs scratch on the measured binding, top-100 found within --budget",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.side, args.hidden, args.batch_size, args.pretrain_trajectories = 5, 64, 32, 4800
@@ -246,25 +267,29 @@ def main(argv=None):
             for seed in args.seeds:
                 curve_rows, l1 = finetune_curve(method, trainer, reward, args, seed, tables)
                 rows += [{"task": task, "method": method, "seed": seed, **r} for r in curve_rows]
-                finals.append({"task": task, "method": method, "seed": seed, "l1": l1, "n_modes": args.n_modes,
-                               **curve_rows[-1]})
+                finals.append(
+                    {"task": task, "method": method, "seed": seed, "l1": l1, "n_modes": args.n_modes, **curve_rows[-1]}
+                )
                 print(f"task {task} {method:9s} seed {seed}: {curve_rows[-1]}, L1 {l1:.3f}", file=sys.stderr)
     with open(out / f"ocgfn_{tag}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     with open(out / f"ocgfn_{tag}_pretrain.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["trajectories", "success_rate", "train_success_rate"],
-                                extrasaction="ignore")
+        writer = csv.DictWriter(
+            f, fieldnames=["trajectories", "success_rate", "train_success_rate"], extrasaction="ignore"
+        )
         writer.writeheader()
         writer.writerows(curve)
     table = summarise(finals, METHODS)
     final_success = curve[-1]["success_rate"]
-    text = (f"# OC-GFN on a 2-D hypergrid of side {args.side}\n\n"
-            f"Pretraining: {args.pretrain_trajectories} trajectories, final success rate {final_success:.3f} "
-            f"({args.success_samples} uniform outcomes).\n\n"
-            f"Fine-tuning: {args.tasks} random rewards x {len(args.seeds)} seeds, {args.budget} samples each "
-            f"({args.n_modes} modes per reward).\n\n{table}\n")
+    text = (
+        f"# OC-GFN on a 2-D hypergrid of side {args.side}\n\n"
+        f"Pretraining: {args.pretrain_trajectories} trajectories, final success rate {final_success:.3f} "
+        f"({args.success_samples} uniform outcomes).\n\n"
+        f"Fine-tuning: {args.tasks} random rewards x {len(args.seeds)} seeds, {args.budget} samples each "
+        f"({args.n_modes} modes per reward).\n\n{table}\n"
+    )
     (out / f"ocgfn_{tag}.md").write_text(text)
     (out / f"ocgfn_{tag}.json").write_text(json.dumps({"pretrain": curve, "finals": finals}, indent=1))
     plot(curve, rows, METHODS, out / f"ocgfn_{tag}.png")

@@ -5,6 +5,7 @@ record as experiments/peers/torchgfn_hypergrid.py (see bench_common.py).
   python experiments/ours_hypergrid.py --dim 4 --side 8 --batch-size 16 --trajectories 24000
 Extra: --set KEY=VALUE passes any library parameter (e.g. lr_schedule=constant).
 """
+
 import time
 
 T_TOP = time.perf_counter()
@@ -25,15 +26,23 @@ T_IMPORTED = time.perf_counter()
 
 
 def main():
-    args = parse_args(__doc__.splitlines()[0],
-                      lambda p: p.add_argument("--set", action="append", default=[], dest="assignments"))
-    config = RunConfig(env_params={"dim": args.dim, "side": args.side, "r0": args.r0, "r1": args.r1, "r2": args.r2},
-                       objective=args.objective,
-                       objective_params={"lam": args.subtb_lambda} if args.objective == "subtb" else {})
+    args = parse_args(
+        __doc__.splitlines()[0], lambda p: p.add_argument("--set", action="append", default=[], dest="assignments")
+    )
+    config = RunConfig(
+        env_params={"dim": args.dim, "side": args.side, "r0": args.r0, "r1": args.r1, "r2": args.r2},
+        objective=args.objective,
+        objective_params={"lam": args.subtb_lambda} if args.objective == "subtb" else {},
+    )
     config.model.hidden, config.model.layers = args.hidden, args.layers
     t = config.train
-    t.batch_size, t.trajectories, t.seed, t.lr, t.lr_logz = (args.batch_size, args.trajectories, args.seed,
-                                                             args.lr, args.lr_logz)
+    t.batch_size, t.trajectories, t.seed, t.lr, t.lr_logz = (
+        args.batch_size,
+        args.trajectories,
+        args.seed,
+        args.lr,
+        args.lr_logz,
+    )
     t.threads = args.threads or 0
     config.apply(args.assignments)
     clock = Clock(T_TOP, args.warmup)
@@ -42,13 +51,19 @@ def main():
     def evaluate(done):
         return {"trajectories": done, **trainer.evaluate()}
 
-    evals, loss = train_loop(clock, trainer.total_steps, args.batch_size, args.eval_every,
-                             trainer.train_step, evaluate)
+    evals, loss = train_loop(clock, trainer.total_steps, args.batch_size, args.eval_every, trainer.train_step, evaluate)
     timing = clock.record(trainer.total_steps, args.batch_size, T_IMPORTED, T_TOP_WALL)
     evals.append(evaluate(trainer.total_steps * args.batch_size))
-    result = {"library": "gflownet", "torch_version": torch.__version__, "num_threads": torch.get_num_threads(),
-              "config": vars(args), "library_config": config.to_dict(), **timing,
-              "final_loss": loss, "evals": evals}
+    result = {
+        "library": "gflownet",
+        "torch_version": torch.__version__,
+        "num_threads": torch.get_num_threads(),
+        "config": vars(args),
+        "library_config": config.to_dict(),
+        **timing,
+        "final_loss": loss,
+        "evals": evals,
+    }
     write_result(result, args.json)
 
 

@@ -18,6 +18,7 @@ elitist survival (children win ties), started from 64 uniform sequences.
 
 Writes experiments/results/rna_l14_{quick,b<budget>}.{csv,md,png}.
 """
+
 import sys
 from pathlib import Path
 
@@ -51,19 +52,42 @@ def main(argv=None):
 
     def run(method, seed):
         if method != "ga":
-            return train_gflownet("rna", params, OBJECTIVES[method], seed, budget, THRESHOLD, _calls, _fitness,
-                                  LENGTH, epsilon=0.05, hidden=64 if args.quick else 256)
+            return train_gflownet(
+                "rna",
+                params,
+                OBJECTIVES[method],
+                seed,
+                budget,
+                THRESHOLD,
+                _calls,
+                _fitness,
+                LENGTH,
+                epsilon=0.05,
+                hidden=64 if args.quick else 256,
+            )
         env = RNABinding(**params)
         initial = torch.randint(4, (64, LENGTH), generator=torch.Generator().manual_seed(seed))
         curve = genetic_algorithm(env.fitness, initial, 4, budget, seed, THRESHOLD)
         env.close()
         return curve
 
-    notes = (f"Budget {budget} reward calls per run, seeds {args.seeds}; `python experiments/rna.py "
-             f"{' '.join(argv if argv is not None else sys.argv[1:])}`. FL-SubTB's budget includes its prefix folds.")
+    notes = (
+        f"Budget {budget} reward calls per run, seeds {args.seeds}; `python experiments/rna.py "
+        f"{' '.join(argv if argv is not None else sys.argv[1:])}`. FL-SubTB's budget includes its prefix folds."
+    )
     stem = "rna_l14_quick" if args.quick else f"rna_l14_b{budget}"
-    rows = benchmark("rna_l14_RNA1", args.seeds, args.methods, run, Path(args.out), stem, "RNA binding L14 (RNA1)",
-                     "with f >= 0.9", notes, args.merge)
+    rows = benchmark(
+        "rna_l14_RNA1",
+        args.seeds,
+        args.methods,
+        run,
+        Path(args.out),
+        stem,
+        "RNA binding L14 (RNA1)",
+        "with f >= 0.9",
+        notes,
+        args.merge,
+    )
     return rows
 
 

@@ -12,6 +12,7 @@ E(s) = -log R of every partial molecule. Reported against trajectories seen:
     python experiments/seh_frag.py --trajectories 6400 --seeds 0 1   # experiments/results/seh_frag.*
     python experiments/seh_frag.py --quick                  # a smoke run (CI)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,9 @@ class Discovered:
 
 def run_method(method, trajectories, batch, seed, hidden, layers, every, mode_raw, beta):
     objective, params = METHODS[method]
-    config = RunConfig(env="fragments", env_params={"reward": "seh", "beta": beta}, objective=objective,
-                       objective_params=dict(params))
+    config = RunConfig(
+        env="fragments", env_params={"reward": "seh", "beta": beta}, objective=objective, objective_params=dict(params)
+    )
     config.model.hidden, config.model.layers, config.model.backward = hidden, layers, "uniform"
     t = config.train
     t.batch_size, t.trajectories, t.seed, t.threads, t.eval_every = batch, trajectories, seed, 1, 0
@@ -77,9 +79,18 @@ def run_method(method, trajectories, batch, seed, hidden, layers, every, mode_ra
         found.add(trainer.env, trainer.last_trajectories.terminal)
         seen = trainer.step_count * batch
         if seen % every < batch or trainer.step_count == trainer.total_steps:
-            rows.append({"method": method, "seed": seed, "trajectories": seen, "loss": loss,
-                         "top100": found.top100(), "modes": len(found.modes), "unique": len(found.score),
-                         "seconds": time.perf_counter() - start})
+            rows.append(
+                {
+                    "method": method,
+                    "seed": seed,
+                    "trajectories": seen,
+                    "loss": loss,
+                    "top100": found.top100(),
+                    "modes": len(found.modes),
+                    "unique": len(found.score),
+                    "seconds": time.perf_counter() - start,
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -113,12 +124,18 @@ def write_outputs(rows, out: Path, name: str, title: str) -> str:
         writer.writeheader()
         writer.writerows(rows)
     plot(rows, out / f"{name}.png")
-    lines = [title, "", "| method | seed | trajectories | top-100 mean reward | modes | distinct molecules | seconds |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        title,
+        "",
+        "| method | seed | trajectories | top-100 mean reward | modes | distinct molecules | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for (m, seed), mine in groups(rows).items():
         last = mine[-1]
-        lines.append(f"| {m} | {seed} | {last['trajectories']} | {float(last['top100']):.3f} | {last['modes']} "
-                     f"| {last['unique']} | {float(last['seconds']):.0f} |")
+        lines.append(
+            f"| {m} | {seed} | {last['trajectories']} | {float(last['top100']):.3f} | {last['modes']} "
+            f"| {last['unique']} | {float(last['seconds']):.0f} |"
+        )
     table = "\n".join(lines) + "\n"
     (out / f"{name}.md").write_text(table)
     return table
@@ -135,22 +152,41 @@ def main(argv=None):
     p.add_argument("--every", type=int, default=512, help="trajectories between two rows")
     p.add_argument("--mode-raw", type=float, default=7.0, help="proxy value from which a molecule may be a mode")
     p.add_argument("--beta", type=float, default=10.0, help="reward exponent")
-    p.add_argument("--combine", nargs="+", metavar="CSV",
-                   help="only rebuild the table and plot from these CSVs (runs made separately)")
+    p.add_argument(
+        "--combine",
+        nargs="+",
+        metavar="CSV",
+        help="only rebuild the table and plot from these CSVs (runs made separately)",
+    )
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     if args.quick:
         args.trajectories, args.batch, args.every = 32, 16, 16
-    title = (f"sEH fragments, batch {args.batch}, beta {args.beta}, GNN {args.layers}x{args.hidden}, "
-             f"modes: proxy >= {args.mode_raw}")
+    title = (
+        f"sEH fragments, batch {args.batch}, beta {args.beta}, GNN {args.layers}x{args.hidden}, "
+        f"modes: proxy >= {args.mode_raw}"
+    )
     if args.combine:
         rows = [r for path in args.combine for r in csv.DictReader(open(path))]
     else:
-        rows = [r for seed in args.seeds for method in args.methods
-                for r in run_method(method, args.trajectories, args.batch, seed, args.hidden, args.layers,
-                                    args.every, args.mode_raw, args.beta)]
+        rows = [
+            r
+            for seed in args.seeds
+            for method in args.methods
+            for r in run_method(
+                method,
+                args.trajectories,
+                args.batch,
+                seed,
+                args.hidden,
+                args.layers,
+                args.every,
+                args.mode_raw,
+                args.beta,
+            )
+        ]
     table = write_outputs(rows, Path(args.out), "seh_frag_quick" if args.quick else "seh_frag", title)
     print(table)
     return rows

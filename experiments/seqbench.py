@@ -6,6 +6,7 @@ Budget: distinct sequences scored (a sequence scored twice costs once: the tasks
 Curves report, after each share of the budget, over the distinct full sequences scored
 so far: how many have f >= the mode threshold, the mean f of the best 100, the best f.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,9 @@ def arguments(description: str, budget: int, methods: list[str], out: Path) -> a
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--methods", nargs="+", default=methods)
     parser.add_argument("--out", default=str(out))
-    parser.add_argument("--merge", action="store_true",
-                        help="rerun only --methods, keeping the other methods' rows of the existing CSV")
+    parser.add_argument(
+        "--merge", action="store_true", help="rerun only --methods, keeping the other methods' rows of the existing CSV"
+    )
     return parser
 
 
@@ -59,13 +61,25 @@ class Record:
         values = torch.tensor(list(self.f.values()), dtype=torch.float64).clamp_min(0)
         top = values.topk(min(100, len(values))).indices
         seqs = torch.tensor(list(self.f))[top]
-        return {"distinct": len(values), "modes": int((values >= threshold).sum()),
-                "top100_mean": float(values[top].mean()), "best": float(values.max()),
-                "top100_hamming": mean_pairwise_distance(seqs, hamming) if len(seqs) > 1 else math.nan}
+        return {
+            "distinct": len(values),
+            "modes": int((values >= threshold).sum()),
+            "top100_mean": float(values[top].mean()),
+            "best": float(values.max()),
+            "top100_hamming": mean_pairwise_distance(seqs, hamming) if len(seqs) > 1 else math.nan,
+        }
 
 
-def genetic_algorithm(fitness: Callable, initial: torch.Tensor, n_tokens: int, budget: int, seed: int,
-                      threshold: float, population: int = 64, mutation_rate: float | None = None):
+def genetic_algorithm(
+    fitness: Callable,
+    initial: torch.Tensor,
+    n_tokens: int,
+    budget: int,
+    seed: int,
+    threshold: float,
+    population: int = 64,
+    mutation_rate: float | None = None,
+):
     """A steady elitist GA: each generation breeds ``population`` children from parents
     picked by binary tournaments (uniform crossover, then each position resampled
     with probability ``mutation_rate``, default 1/L); the best ``population`` of
@@ -98,8 +112,19 @@ def genetic_algorithm(fitness: Callable, initial: torch.Tensor, n_tokens: int, b
     return rows
 
 
-def train_gflownet(env_name: str, env_params: dict, objective: str, seed: int, budget: int, threshold: float,
-                   calls: Callable, fitness: Callable, length: int, epsilon: float = 0.0, **model):
+def train_gflownet(
+    env_name: str,
+    env_params: dict,
+    objective: str,
+    seed: int,
+    budget: int,
+    threshold: float,
+    calls: Callable,
+    fitness: Callable,
+    length: int,
+    epsilon: float = 0.0,
+    **model,
+):
     """Train until ``calls(env)`` reaches ``budget``; the terminal objects of every batch
     go into the record, their f read by ``fitness(env, tokens)``. Returns the curve rows."""
     config = RunConfig(env=env_name, env_params=env_params, objective=objective)
@@ -126,8 +151,18 @@ def train_gflownet(env_name: str, env_params: dict, objective: str, seed: int, b
     return rows
 
 
-def benchmark(task: str, seeds: list[int], methods: list[str], run: Callable, out: Path, stem: str, title: str,
-              mode_label: str, notes: str, merge: bool = False) -> list[dict]:
+def benchmark(
+    task: str,
+    seeds: list[int],
+    methods: list[str],
+    run: Callable,
+    out: Path,
+    stem: str,
+    title: str,
+    mode_label: str,
+    notes: str,
+    merge: bool = False,
+) -> list[dict]:
     """``run(method, seed)`` -> curve rows for every seed and method; prints the final
     row of each run and writes the outputs (``write_outputs``). With ``merge``, the rows
     of the other methods are kept from an earlier ``{stem}.csv`` (rerun a subset)."""
@@ -140,9 +175,12 @@ def benchmark(task: str, seeds: list[int], methods: list[str], run: Callable, ou
             curve = run(method, seed)
             rows += [{"task": task, "method": method, "seed": seed, **r} for r in curve]
             last = curve[-1]
-            print(f"{method:9s} seed {seed}: {last['calls']} calls, {last['distinct']} distinct, {last['modes']} "
-                  f"{mode_label}, top-100 mean f {last['top100_mean']:.4f}, best f {last['best']:.4f} "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+            print(
+                f"{method:9s} seed {seed}: {last['calls']} calls, {last['distinct']} distinct, {last['modes']} "
+                f"{mode_label}, top-100 mean f {last['top100_mean']:.4f}, best f {last['best']:.4f} "
+                f"({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
     write_outputs(out, stem, rows, title, mode_label, notes)
     return rows
 
@@ -159,15 +197,23 @@ def write_outputs(out: Path, stem: str, rows: list[dict], title: str, threshold_
         writer.writerows({k: r.get(k) for k in FIELDS} for r in rows)
     methods = list(dict.fromkeys(r["method"] for r in rows))
     finals = {m: [last for last in _finals(rows, m)] for m in methods}
-    lines = [f"# {title}", "", notes, "",
-             f"| method | seeds | reward calls | {threshold_label} | top-100 mean f | best f | "
-             "top-100 mean Hamming |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# {title}",
+        "",
+        notes,
+        "",
+        f"| method | seeds | reward calls | {threshold_label} | top-100 mean f | best f | top-100 mean Hamming |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for m in methods:
         fin = finals[m]
-        mean = {k: sum(r[k] for r in fin) / len(fin) for k in ("calls", "modes", "top100_mean", "best",
-                                                                  "top100_hamming")}
-        lines.append(f"| {m} | {len(fin)} | {mean['calls']:.0f} | {mean['modes']:.1f} | {mean['top100_mean']:.4f} | "
-                     f"{mean['best']:.4f} | {mean['top100_hamming']:.2f} |")
+        mean = {
+            k: sum(r[k] for r in fin) / len(fin) for k in ("calls", "modes", "top100_mean", "best", "top100_hamming")
+        }
+        lines.append(
+            f"| {m} | {len(fin)} | {mean['calls']:.0f} | {mean['modes']:.1f} | {mean['top100_mean']:.4f} | "
+            f"{mean['best']:.4f} | {mean['top100_hamming']:.2f} |"
+        )
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for m in methods:
@@ -190,8 +236,15 @@ def write_outputs(out: Path, stem: str, rows: list[dict], title: str, threshold_
 def _read_rows(path: Path, exclude: list[str]) -> list[dict]:
     with open(path, newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["method"] not in exclude]
-    numeric = {"seed": int, "calls": int, "distinct": int, "modes": int, "top100_mean": float, "best": float,
-               "top100_hamming": float}
+    numeric = {
+        "seed": int,
+        "calls": int,
+        "distinct": int,
+        "modes": int,
+        "top100_mean": float,
+        "best": float,
+        "top100_hamming": float,
+    }
     return [{k: numeric[k](v) if k in numeric else v for k, v in r.items()} for r in rows]
 
 

@@ -6,6 +6,7 @@
 
 The names below are imported on first use, so ``import gflownet`` stays light.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -13,8 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_LAZY = {"train": "gflownet.api", "load": "gflownet.api", "make_config": "gflownet.api",
-         "Run": "gflownet.run", "RunConfig": "gflownet.config", "GFlowNetError": "gflownet.errors"}
+_LAZY = {
+    "train": "gflownet.api",
+    "load": "gflownet.api",
+    "make_config": "gflownet.api",
+    "Run": "gflownet.run",
+    "RunConfig": "gflownet.config",
+    "GFlowNetError": "gflownet.errors",
+}
 
 if TYPE_CHECKING:
     from gflownet.api import load, make_config, train

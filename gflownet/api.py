@@ -13,6 +13,7 @@ training parameters; qualify an ambiguous one as ``env__temperature``), so
 ``gflownet train --env sets --set size=12 --batch-size 16`` reads
 ``gflownet.train(env="sets", size=12, batch_size=16)``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,9 @@ from gflownet.config import RunConfig, load_config_file
 from gflownet.run import Run
 
 
-def make_config(env: str | None = None, objective: str | None = None,
-                config: RunConfig | str | Path | None = None, **params: Any) -> RunConfig:
+def make_config(
+    env: str | None = None, objective: str | None = None, config: RunConfig | str | Path | None = None, **params: Any
+) -> RunConfig:
     """A ``RunConfig``: ``config`` (an object or a YAML/JSON file; default: the defaults,
     hypergrid and tb) with ``env``, ``objective`` (None: keep the config's) and the
     ``--set`` parameters ``params`` applied, as ``gflownet train`` does."""
@@ -39,9 +41,17 @@ def make_config(env: str | None = None, objective: str | None = None,
     return config
 
 
-def train(env: str | None = None, objective: str | None = None, out: str | Path | None = None, *,
-          config: RunConfig | str | Path | None = None, logger: str | Sequence[str] = "jsonl",
-          overwrite: bool = False, progress: bool = False, **params: Any) -> Run:
+def train(
+    env: str | None = None,
+    objective: str | None = None,
+    out: str | Path | None = None,
+    *,
+    config: RunConfig | str | Path | None = None,
+    logger: str | Sequence[str] = "jsonl",
+    overwrite: bool = False,
+    progress: bool = False,
+    **params: Any,
+) -> Run:
     """Train (or resume, as ``gflownet train``) a GFlowNet; returns the trained ``Run``.
 
     ``out`` is the run folder (None: nothing is written); ``logger`` names the

@@ -5,6 +5,7 @@ and renamed over the old one, so a run killed at any instant leaves either the
 previous checkpoint or the new one, never a torn file. Loading uses
 ``torch.load(weights_only=True)``: no pickled code is ever executed.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,8 +61,10 @@ def load(path: Path, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})"
+        ) from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} is not a checkpoint of this library (format {FORMAT_VERSION})")
     return state

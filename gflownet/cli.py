@@ -2,6 +2,7 @@
 
 Bad input ends with one line on stderr (``error: ...``) and exit status 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,19 +26,34 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML or JSON file laid out like a run's config.json")
     p.add_argument("--env", help="environment name (see `gflownet list`); default hypergrid")
     p.add_argument("--objective", help="objective name (see `gflownet list`); default tb")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments",
-                   help="set any environment / objective / model / train parameter, e.g. --set dim=4 "
-                        "--set lr=1e-3 (qualify as env.KEY, model.KEY, train.KEY when ambiguous); repeatable")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="assignments",
+        help="set any environment / objective / model / train parameter, e.g. --set dim=4 "
+        "--set lr=1e-3 (qualify as env.KEY, model.KEY, train.KEY when ambiguous); repeatable",
+    )
     p.add_argument("--batch-size", type=int, help="trajectories per step (train.batch_size)")
     p.add_argument("--trajectories", type=int, help="total trajectories (train.trajectories)")
     p.add_argument("--seed", type=int, help="random seed (train.seed)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (train.device)")
-    p.add_argument("--max-steps", type=int, dest="max_moves", metavar="K",
-                   help="cut rollouts after K moves: train on incomplete trajectories (train.max_moves)")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        dest="max_moves",
+        metavar="K",
+        help="cut rollouts after K moves: train on incomplete trajectories (train.max_moves)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--logger", default="jsonl", metavar="NAMES",
-                   help="where metrics go, comma-separated: jsonl (metrics.jsonl, always written), tensorboard "
-                        "(RUN/tensorboard), wandb (offline run in RUN/wandb); default jsonl")
+    p.add_argument(
+        "--logger",
+        default="jsonl",
+        metavar="NAMES",
+        help="where metrics go, comma-separated: jsonl (metrics.jsonl, always written), tensorboard "
+        "(RUN/tensorboard), wandb (offline run in RUN/wandb); default jsonl",
+    )
 
 
 def build_config(args) -> RunConfig:
@@ -53,8 +69,14 @@ def build_config(args) -> RunConfig:
     return config
 
 
-def train(config: RunConfig, out: Path, overwrite: bool = False, progress: bool = True, world=None,
-          loggers: str | Sequence[str] = "jsonl") -> dict:
+def train(
+    config: RunConfig,
+    out: Path,
+    overwrite: bool = False,
+    progress: bool = True,
+    world=None,
+    loggers: str | Sequence[str] = "jsonl",
+) -> dict:
     """Train (or resume) the run in ``out``; returns the summary. ``world``: a
     ``gflownet.distributed.DataParallel`` (rank 0 alone writes), or None. ``loggers``:
     the metric sinks (``gflownet.tracking``), e.g. ``"jsonl,tensorboard"``."""
@@ -64,8 +86,15 @@ def train(config: RunConfig, out: Path, overwrite: bool = False, progress: bool 
     return run_in_folder(trainer, out, overwrite, world, loggers)
 
 
-def run_in_folder(trainer, out: Path, overwrite: bool = False, world=None, loggers: str | Sequence[str] = "jsonl",
-                  files=RUN_FILES, extra_json=None) -> dict:
+def run_in_folder(
+    trainer,
+    out: Path,
+    overwrite: bool = False,
+    world=None,
+    loggers: str | Sequence[str] = "jsonl",
+    files=RUN_FILES,
+    extra_json=None,
+) -> dict:
     """Run a validated trainer in ``out``: clear its ``files`` (``overwrite``) or resume, write
     ``config.json`` (and ``extra_json``: file name -> data), train; returns the summary."""
     from gflownet.tracking import open_loggers, parse_loggers
@@ -100,8 +129,7 @@ def cmd_train(args) -> None:
         world = DataParallel.from_environment(config.train.device)
         config.train.device = world.device(config.train.device)
     try:
-        summary = train(config, out, args.overwrite, progress=not args.no_progress, world=world,
-                        loggers=args.logger)
+        summary = train(config, out, args.overwrite, progress=not args.no_progress, world=world, loggers=args.logger)
     finally:
         if world:
             world.close()
@@ -132,8 +160,20 @@ def cmd_sample(args) -> None:
     if hasattr(run.env, "to_mols"):  # molecules: screening output (gflownet/screening.py)
         from gflownet.screening import screen_run
 
-        stats = screen_run(run, args.n, args.out, args.sdf, args.unique, args.filter, args.diverse_top,
-                           args.max_similarity, args.mode_threshold, args.temperature, args.seed, args.beta)
+        stats = screen_run(
+            run,
+            args.n,
+            args.out,
+            args.sdf,
+            args.unique,
+            args.filter,
+            args.diverse_top,
+            args.max_similarity,
+            args.mode_threshold,
+            args.temperature,
+            args.seed,
+            args.beta,
+        )
         print(_table(stats))
         print(f"{stats['rows_written']} molecules written to {args.out}" + (f" and {args.sdf}" if args.sdf else ""))
         return
@@ -167,8 +207,10 @@ def cmd_finetune(args) -> None:
     out = Path(args.out)
     summary = finetune(Path(args.pretrained), ft, out, args.env, env_params, progress=not args.no_progress)
     print(_table(summary))
-    print(f"fine-tuned sampler written to {out}/ (checkpoint.pt, summary.json); sample it with "
-          f"`gflownet sample {out} --n N --out FILE`")
+    print(
+        f"fine-tuned sampler written to {out}/ (checkpoint.pt, summary.json); sample it with "
+        f"`gflownet sample {out} --n N --out FILE`"
+    )
 
 
 def cmd_plot(args) -> None:
@@ -203,9 +245,11 @@ def cmd_demo(args) -> None:
     heat = plots.grid_heatmap(run.env, run.policy, out / "heatmap.png")
     curve = plots.training_curves(out / "metrics.jsonl", out / "training_curve.png")
     print(_table(result))
-    print(f"done in {time.perf_counter() - start:.0f} s. Wrote:\n  {heat}  (target vs learned distribution)\n"
-          f"  {curve}  (loss and exact L1)\n  {samples}  (10,000 samples)\n"
-          f"  {out / 'evaluation.json'}, {out / 'metrics.jsonl'}, {out / 'checkpoint.pt'}")
+    print(
+        f"done in {time.perf_counter() - start:.0f} s. Wrote:\n  {heat}  (target vs learned distribution)\n"
+        f"  {curve}  (loss and exact L1)\n  {samples}  (10,000 samples)\n"
+        f"  {out / 'evaluation.json'}, {out / 'metrics.jsonl'}, {out / 'checkpoint.pt'}"
+    )
 
 
 def cmd_list(args) -> None:
@@ -250,8 +294,11 @@ def parser() -> argparse.ArgumentParser:
     _train_options(p)
     p.add_argument("--out", required=True, help="run folder (config, metrics, checkpoint, summary)")
     p.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
-    p.add_argument("--distributed", action="store_true",
-                   help="data-parallel over the processes torchrun starts (train.batch_size is split among them)")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over the processes torchrun starts (train.batch_size is split among them)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("pretrain", help="reward-free outcome-conditioned pretraining (OC-GFN)")
@@ -262,16 +309,28 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("finetune", help="adapt a pretrained OC-GFN to a downstream reward")
     p.add_argument("pretrained", help="folder written by `gflownet pretrain`")
-    p.add_argument("--reward", default="default",
-                   help="'default' (the environment's own reward) or python:module:function of the objects")
-    p.add_argument("--method", default="amortised",
-                   help="amortised (predictor N, Q), exact (marginalisation over enumerable outcomes), "
-                        "exact_visits (the same with F(s|y) read off P_F(.|y)), continue (plain GFlowNet "
-                        "from the pretrained trunk) or scratch")
+    p.add_argument(
+        "--reward",
+        default="default",
+        help="'default' (the environment's own reward) or python:module:function of the objects",
+    )
+    p.add_argument(
+        "--method",
+        default="amortised",
+        help="amortised (predictor N, Q), exact (marginalisation over enumerable outcomes), "
+        "exact_visits (the same with F(s|y) read off P_F(.|y)), continue (plain GFlowNet "
+        "from the pretrained trunk) or scratch",
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--env", help="the environment the reward is meant for (checked against the checkpoint)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments",
-                   help="environment parameters, with --env (checked against the checkpoint)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="assignments",
+        help="environment parameters, with --env (checked against the checkpoint)",
+    )
     p.add_argument("--trajectories", type=int, help="fine-tuning trajectories (default 16000)")
     p.add_argument("--batch-size", type=int, help="trajectories per step (default 16)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -291,13 +350,22 @@ def parser() -> argparse.ArgumentParser:
     screening.add_argument("--sdf", help="also write the molecules to this SDF file")
     screening.add_argument("--unique", action="store_true", help="one row per canonical SMILES (with its count)")
     screening.add_argument("--filter", default="", help='property filters, e.g. "qed>0.5,sa<4,mw<=500"')
-    screening.add_argument("--diverse-top", type=int, default=0, metavar="K",
-                           help="keep K high-reward molecules, pairwise Tanimoto <= --max-similarity")
+    screening.add_argument(
+        "--diverse-top",
+        type=int,
+        default=0,
+        metavar="K",
+        help="keep K high-reward molecules, pairwise Tanimoto <= --max-similarity",
+    )
     screening.add_argument("--max-similarity", type=float, default=0.4, help="for --diverse-top (default 0.4)")
-    screening.add_argument("--mode-threshold", type=float,
-                           help="reward above which a molecule may be a mode (default: the 90th percentile)")
-    screening.add_argument("--beta", type=float,
-                           help="temperature-conditioned runs: the reward exponent to sample at (default: beta_max)")
+    screening.add_argument(
+        "--mode-threshold",
+        type=float,
+        help="reward above which a molecule may be a mode (default: the 90th percentile)",
+    )
+    screening.add_argument(
+        "--beta", type=float, help="temperature-conditioned runs: the reward exponent to sample at (default: beta_max)"
+    )
 
     p = sub.add_parser("plot", help="training curves (and heat map for hypergrids) of a run")
     p.add_argument("run", help="run folder")

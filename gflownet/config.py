@@ -1,5 +1,6 @@
 """Run configuration: one dataclass per section, ``--set key=value`` overrides,
 YAML/JSON config files, and the lookup of user callables ("module:function")."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -169,8 +170,9 @@ def load_config_file(path: str | Path) -> RunConfig:
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") \
-            from None
+        raise ConfigError(
+            f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping")
     return RunConfig.from_dict(data)

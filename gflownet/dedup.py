@@ -1,4 +1,5 @@
 """Evaluate each distinct state once: trajectories of a batch share many states."""
+
 import torch
 
 

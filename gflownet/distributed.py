@@ -10,6 +10,7 @@ reads a checkpoint on resume, whatever the world size was when it was written.
 
   torchrun --nproc_per_node 2 -m gflownet.cli train --distributed --batch-size 64 ... --out run
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,8 +42,10 @@ class DataParallel:
         LOCAL_RANK, MASTER_ADDR, MASTER_PORT): NCCL on CUDA, gloo on CPU."""
         missing = [name for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
         if missing:
-            raise ConfigError(f"--distributed needs the torchrun environment ({', '.join(missing)} unset): "
-                              "launch with torchrun --nproc_per_node N -m gflownet.cli train --distributed ...")
+            raise ConfigError(
+                f"--distributed needs the torchrun environment ({', '.join(missing)} unset): "
+                "launch with torchrun --nproc_per_node N -m gflownet.cli train --distributed ..."
+            )
         world = cls(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
@@ -59,8 +62,10 @@ class DataParallel:
     def local_batch(self, batch: int) -> int:
         """This rank's share of a batch of ``batch`` trajectories."""
         if batch % self.world_size:
-            raise ConfigError(f"train.batch_size={batch} must be a multiple of the world size {self.world_size} "
-                              "(each rank samples an equal share)")
+            raise ConfigError(
+                f"train.batch_size={batch} must be a multiple of the world size {self.world_size} "
+                "(each rank samples an equal share)"
+            )
         return batch // self.world_size
 
     def broadcast_parameters(self, module: nn.Module) -> None:
@@ -72,8 +77,9 @@ class DataParallel:
         """Replace each gradient by its mean over the ranks (one all-reduce; a parameter
         that has a gradient on some rank gets zeros on those where it has none)."""
         parameters = list(parameters)
-        has_grad = torch.tensor([p.grad is not None for p in parameters], dtype=torch.float32,
-                                device=parameters[0].device)
+        has_grad = torch.tensor(
+            [p.grad is not None for p in parameters], dtype=torch.float32, device=parameters[0].device
+        )
         dist.all_reduce(has_grad)
         used = [p for p, n in zip(parameters, has_grad.tolist()) if n > 0]
         if not used:

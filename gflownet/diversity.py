@@ -5,6 +5,7 @@ Sequences are token tensors ``[N, L]`` (long) with an optional pad value after
 the tokens (the sequence environments' states); Hamming distances need equal
 lengths, edit distances do not.
 """
+
 from __future__ import annotations
 
 import torch
@@ -40,13 +41,17 @@ def edit_distance(a: torch.Tensor, b: torch.Tensor, pad: int | None = None) -> t
     for i in range(1, La + 1):
         row = [torch.full((N, M), i, device=device)]
         for j in range(1, Lb + 1):
-            row.append(torch.minimum(torch.minimum(prev[..., j] + 1, row[j - 1] + 1),
-                                     prev[..., j - 1] + differ[:, :, i - 1, j - 1]))
+            row.append(
+                torch.minimum(
+                    torch.minimum(prev[..., j] + 1, row[j - 1] + 1), prev[..., j - 1] + differ[:, :, i - 1, j - 1]
+                )
+            )
         prev = torch.stack(row, -1)
         rows.append(prev)
     table = torch.stack(rows, 2)  # [N, M, La + 1, Lb + 1]
-    return table[torch.arange(N, device=device)[:, None], torch.arange(M, device=device)[None], len_a[:, None],
-                 len_b[None]]
+    return table[
+        torch.arange(N, device=device)[:, None], torch.arange(M, device=device)[None], len_a[:, None], len_b[None]
+    ]
 
 
 def modes_reached(samples: torch.Tensor, modes: torch.Tensor, radius: int, distance=hamming) -> torch.Tensor:

@@ -9,6 +9,7 @@ extrinsic reward the augmented reward R + eta * novelty is the bonus alone, and
 eta only rescales it, which VarGrad's batch log Z absorbs. GAFN's bonuses on
 intermediate states are left out: the terminal bonus alone spreads the outcomes.
 """
+
 from __future__ import annotations
 
 import torch

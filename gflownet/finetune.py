@@ -12,6 +12,7 @@ Where the environment knows which outcomes a state can still reach
 y cannot follow s -> s' (after the exit only y = x can): the pretrained network never
 saw those pairs, so its estimate there is arbitrary.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -63,8 +64,9 @@ class RewardSwap:
         return float(self.log_reward(self.all_outcomes()).double().logsumexp(0))
 
 
-def reachable_after(env: Environment, states: torch.Tensor, actions: torch.Tensor,
-                    outcomes: torch.Tensor) -> torch.Tensor | None:
+def reachable_after(
+    env: Environment, states: torch.Tensor, actions: torch.Tensor, outcomes: torch.Tensor
+) -> torch.Tensor | None:
     """bool ``[M, Y]``: outcome y can still be the result after taking action a_m in s_m (the exit:
     y = s_m; a move: y reachable from the child), or None where the environment cannot tell.
     ``states`` ``[M, *state_shape]``, ``actions`` ``[M]`` legal, ``outcomes`` ``[Y, *state_shape]``."""
@@ -98,8 +100,9 @@ def edge_reachability(env: Environment, outcomes: torch.Tensor) -> torch.Tensor 
 
 
 # -- exact marginalisation ------------------------------------------------------------------
-def marginal_log_pf(log_pf: torch.Tensor, log_flow: torch.Tensor, log_r: torch.Tensor,
-                    reachable: torch.Tensor | None = None) -> torch.Tensor:
+def marginal_log_pf(
+    log_pf: torch.Tensor, log_flow: torch.Tensor, log_r: torch.Tensor, reachable: torch.Tensor | None = None
+) -> torch.Tensor:
     """log P_F^{R'}(a|s) ``[S, A]`` from log P_F(a|s,y) ``[S, Y, A]``, log F(s|y) ``[S, Y]`` and
     log R'(y) ``[Y]``: the numerator sum_y R'(y) F(s|y) P_F(a|s,y), normalised over a (with exact
     flows the normaliser is the formula's sum_y R'(y) F(s|y); with learnt ones it is what N's
@@ -157,8 +160,7 @@ class TablePolicy(nn.Module):
 class ExactMarginal:
     """The exact marginal policy of a pretrained OC-GFN for R' (enumerable spaces)."""
 
-    def __init__(self, env: Environment, pretrained: Policy, log_reward: Callable, tables=None,
-                 flows: str = "head"):
+    def __init__(self, env: Environment, pretrained: Policy, log_reward: Callable, tables=None, flows: str = "head"):
         """``tables``: ``conditional_log_probs(env, pretrained, env.all_outcomes())`` if already
         computed (they do not depend on R', so several rewards can share them). ``flows``: F(s|y)
         from the flow head ("head", the formula as written) or from the visits of P_F(.|y)
@@ -166,13 +168,17 @@ class ExactMarginal:
         if flows not in ("head", "visits"):
             raise ConfigError(f"flows must be 'head' or 'visits', got {flows!r}")
         if not (env.enumerable and env.has_outcomes):
-            raise ConfigError(f"exact marginalisation needs an enumerable outcome space; "
-                              f"{type(env).__name__} has none (use --method amortised)")
+            raise ConfigError(
+                f"exact marginalisation needs an enumerable outcome space; "
+                f"{type(env).__name__} has none (use --method amortised)"
+            )
         self.env = env
         outcomes = env.all_outcomes()
         if env.n_states * len(outcomes) * env.n_actions > MAX_EXACT_TABLE:
-            raise ConfigError(f"exact marginalisation would tabulate {env.n_states} states x {len(outcomes)} outcomes "
-                              f"x {env.n_actions} actions (more than {MAX_EXACT_TABLE}); use --method amortised")
+            raise ConfigError(
+                f"exact marginalisation would tabulate {env.n_states} states x {len(outcomes)} outcomes "
+                f"x {env.n_actions} actions (more than {MAX_EXACT_TABLE}); use --method amortised"
+            )
         log_pf_y, log_flow_y = tables or conditional_log_probs(env, pretrained, outcomes)
         if flows == "visits":
             log_flow_y = visit_log_flows(env, log_pf_y)
@@ -209,18 +215,32 @@ class Amortised(nn.Module):
     R'(y) is computed once per outcome (``reward_calls`` counts them).
     """
 
-    def __init__(self, env: Environment, pretrained: Policy, log_reward: Callable, hidden: int = 256,
-                 layers: int = 2, lr: float = 1e-3, k: int = 8, q_epsilon: float = 0.2, epsilon: float = 0.0):
+    def __init__(
+        self,
+        env: Environment,
+        pretrained: Policy,
+        log_reward: Callable,
+        hidden: int = 256,
+        layers: int = 2,
+        lr: float = 1e-3,
+        k: int = 8,
+        q_epsilon: float = 0.2,
+        epsilon: float = 0.0,
+    ):
         super().__init__()
         if not (env.enumerable and env.has_outcomes):
-            raise ConfigError(f"the amortised predictor's Q is a categorical over the outcomes: "
-                              f"{type(env).__name__} cannot enumerate its outcomes")
+            raise ConfigError(
+                f"the amortised predictor's Q is a categorical over the outcomes: "
+                f"{type(env).__name__} cannot enumerate its outcomes"
+            )
         self.env, self.pretrained, self.reward_fn = env, pretrained, log_reward
         self.k, self.q_epsilon, self.epsilon = k, q_epsilon, epsilon
         self.register_buffer("outcomes", env.all_outcomes())
         if len(self.outcomes) > MAX_CATEGORICAL_OUTCOMES:
-            raise ConfigError(f"the amortised predictor's Q is a categorical over the outcomes: {len(self.outcomes)} "
-                              f"is more than {MAX_CATEGORICAL_OUTCOMES}; use --method continue")
+            raise ConfigError(
+                f"the amortised predictor's Q is a categorical over the outcomes: {len(self.outcomes)} "
+                f"is more than {MAX_CATEGORICAL_OUTCOMES}; use --method continue"
+            )
         self.register_buffer("log_r", torch.zeros(len(self.outcomes), device=env.device))
         self.register_buffer("known", torch.zeros(len(self.outcomes), dtype=torch.bool, device=env.device))
         self.n = Policy(env, hidden, layers, backward="uniform", log_z=False)

@@ -13,6 +13,7 @@ for the whole batch of states, built arithmetically (``graph_batch``): no Python
 loop over states. Conditioning (temperature, outcome) enters as a graph-level input
 added to every node and to the pooled graph vector.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,9 +37,14 @@ def graph_batch(node_tokens: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
     """
     B, N = node_tokens.shape
     device = node_tokens.device
-    return Batch(x=node_tokens.reshape(-1), edge_index=torch.stack([src, dst]), edge_attr=edge_tokens,
-                 batch=torch.arange(B, device=device).repeat_interleave(N),
-                 ptr=torch.arange(B + 1, device=device) * N, max_nodes=N)
+    return Batch(
+        x=node_tokens.reshape(-1),
+        edge_index=torch.stack([src, dst]),
+        edge_attr=edge_tokens,
+        batch=torch.arange(B, device=device).repeat_interleave(N),
+        ptr=torch.arange(B + 1, device=device) * N,
+        max_nodes=N,
+    )
 
 
 def tree_batch(node_tokens: torch.Tensor, parent: torch.Tensor, edge_tokens: torch.Tensor) -> Batch:
@@ -70,7 +76,8 @@ class GNNTrunk(nn.Module):
         self.edge_embedding = nn.Embedding(env.edge_vocab, hidden)
         self.convs = nn.ModuleList(
             GINEConv(nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden)), edge_dim=hidden)
-            for _ in range(layers))
+            for _ in range(layers)
+        )
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
         self.cond = nn.Linear(cond_dim, hidden) if cond_dim else None
         self.readout = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())

@@ -6,6 +6,7 @@ mass(s) * P_F(s'|s) to s', and the exit sends mass(x) * P_F(stop|x) to x.
 Mass is propagated by one sweep per DAG level (``env.max_steps`` sweeps of a
 vectorised gather/scatter over all states), in float64.
 """
+
 from __future__ import annotations
 
 import math
@@ -90,8 +91,9 @@ def distances(p: torch.Tensor, q: torch.Tensor) -> dict[str, float]:
 
 
 @torch.no_grad()
-def exact_metrics(env: Environment, policy: Policy, log_z: float | None = None,
-                  dag: Transitions | None = None) -> dict[str, float]:
+def exact_metrics(
+    env: Environment, policy: Policy, log_z: float | None = None, dag: Transitions | None = None
+) -> dict[str, float]:
     """L1 / KL / JSD of the model's exact terminal distribution to R/Z, and the error
     of the model's estimate ``log_z`` of log Z (when given)."""
     log_pf, _ = policy_log_probs(env, policy)
@@ -120,9 +122,10 @@ def exact_flows(env: Environment, log_pb: torch.Tensor | None = None) -> Flows:
     dag = transitions(env)
     states = env.all_states()
     if log_pb is None:
-        log_pb = masked_log_softmax(torch.zeros(len(states), env.n_backward_actions, dtype=torch.float64,
-                                                device=states.device),
-                                    env.backward_mask(states))
+        log_pb = masked_log_softmax(
+            torch.zeros(len(states), env.n_backward_actions, dtype=torch.float64, device=states.device),
+            env.backward_mask(states),
+        )
     log_pb = log_pb.double()
     exit_flow = env.log_reward(states).double().masked_fill(~dag.can_exit, float("-inf")).exp()
     pb_into = log_pb[dag.children, dag.back].exp() * dag.legal  # [N, A-1]: P_B(s | child)
@@ -130,8 +133,9 @@ def exact_flows(env: Environment, log_pb: torch.Tensor | None = None) -> Flows:
     for _ in range(env.max_steps):
         flow = exit_flow + (flow[dag.children] * pb_into).sum(1)
     log_flow = flow.log()
-    log_pf = torch.cat([log_flow[dag.children] + pb_into.log() - log_flow[:, None],
-                        (exit_flow.log() - log_flow)[:, None]], 1)
+    log_pf = torch.cat(
+        [log_flow[dag.children] + pb_into.log() - log_flow[:, None], (exit_flow.log() - log_flow)[:, None]], 1
+    )
     # No flow passes where no terminal state lies below (e.g. unreachable states):
     # P_F is arbitrary there; take it uniform (as Policy does) rather than 0/0 = NaN,
     # which would poison terminal_distribution through 0 * NaN.
@@ -145,9 +149,12 @@ def sampled_metrics(env: Environment, terminals: torch.Tensor, log_reward: torch
     first, _ = distinct(terminals.reshape(len(terminals), -1), dim=0)
     reward = log_reward[first].exp()
     k = min(top_k, len(first))
-    out = {"n_samples": len(terminals), "unique_fraction": len(first) / max(len(terminals), 1),
-           f"top{top_k}_mean_reward": float(reward.topk(k).values.mean()) if k else math.nan,
-           "mean_reward": float(log_reward.exp().mean())}
+    out = {
+        "n_samples": len(terminals),
+        "unique_fraction": len(first) / max(len(terminals), 1),
+        f"top{top_k}_mean_reward": float(reward.topk(k).values.mean()) if k else math.nan,
+        "mean_reward": float(log_reward.exp().mean()),
+    }
     modes = env.is_mode(terminals[first])
     if modes is not None:
         out["modes_found"] = int(modes.sum())

@@ -5,6 +5,7 @@ environment's ``featurize`` makes them, ``cond`` ``[N, C]`` or None.
 -> nn.Module``; environment families register their own (a GNN for graphs, a
 transformer for sequences). The MLP is written with plain ``F.linear`` calls: at
 the small batch sizes of a rollout step, module-call overhead is a visible cost."""
+
 from __future__ import annotations
 
 from typing import Callable

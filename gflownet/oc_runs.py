@@ -7,6 +7,7 @@
 y uniformly and rolls out P_F(.|y) (columns: the object, then ``success``); a
 fine-tuned one samples R' (columns: the object, then ``log_reward`` = log R'(x)).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,8 +22,16 @@ from gflownet import checkpoint
 from gflownet.config import RunConfig
 from gflownet.environments import make_env
 from gflownet.errors import CheckpointError, ConfigError
-from gflownet.finetune import (METHODS, Amortised, DownstreamTrainer, ExactMarginal, RewardSwap, TablePolicy,
-                               IndexFeatures, downstream_log_reward)
+from gflownet.finetune import (
+    METHODS,
+    Amortised,
+    DownstreamTrainer,
+    ExactMarginal,
+    RewardSwap,
+    TablePolicy,
+    IndexFeatures,
+    downstream_log_reward,
+)
 from gflownet.metrics import distances, policy_log_probs, target_distribution, terminal_distribution
 from gflownet.policy import Policy
 from gflownet.pretrain import PRETRAIN_KIND, OCConfig, PretrainTrainer, load_pretrained
@@ -38,8 +47,9 @@ def pretrain(config: RunConfig, oc: OCConfig, out: Path, overwrite: bool = False
     from gflownet.cli import RUN_FILES, run_in_folder
 
     trainer = PretrainTrainer(config, oc, out, progress=progress)  # validates before touching the disk
-    return run_in_folder(trainer, out, overwrite, files=RUN_FILES + ("oc.json",),
-                         extra_json={"oc.json": dataclasses.asdict(oc)})
+    return run_in_folder(
+        trainer, out, overwrite, files=RUN_FILES + ("oc.json",), extra_json={"oc.json": dataclasses.asdict(oc)}
+    )
 
 
 @dataclass
@@ -71,12 +81,20 @@ def check_environment(pre: Path, saved: RunConfig, env: str | None, env_params: 
         return
     wanted = {**saved.env_params, **env_params}
     if (env or saved.env) != saved.env or wanted != saved.env_params:
-        raise CheckpointError(f"{pre} was pretrained on {saved.env} {saved.env_params}, not on "
-                              f"{env or saved.env} {wanted}: pretrain that environment first")
+        raise CheckpointError(
+            f"{pre} was pretrained on {saved.env} {saved.env_params}, not on "
+            f"{env or saved.env} {wanted}: pretrain that environment first"
+        )
 
 
-def finetune(pre: Path, ft: FinetuneConfig, out: Path, env: str | None = None, env_params: dict | None = None,
-             progress: bool = True) -> dict:
+def finetune(
+    pre: Path,
+    ft: FinetuneConfig,
+    out: Path,
+    env: str | None = None,
+    env_params: dict | None = None,
+    progress: bool = True,
+) -> dict:
     """Adapt the OC-GFN pretrained in ``pre`` to ``ft.reward`` by ``ft.method``; writes ``out``."""
     ft.check()
     pretrained = load_pretrained(pre, ft.device)
@@ -89,19 +107,27 @@ def finetune(pre: Path, ft: FinetuneConfig, out: Path, env: str | None = None, e
     start = time.perf_counter()
     summary = {"method": ft.method, "reward": ft.reward}
     if ft.method.startswith("exact"):
-        sampler = ExactMarginal(base_env, pretrained.policy, log_reward,
-                                flows="visits" if ft.method == "exact_visits" else "head")
+        sampler = ExactMarginal(
+            base_env, pretrained.policy, log_reward, flows="visits" if ft.method == "exact_visits" else "head"
+        )
         state, spec = {"log_pf": sampler.log_pf.float().cpu()}, None
         summary["reward_calls"] = sampler.reward_calls
     elif ft.method == "amortised":
         model = pretrained.config.model
-        amortised = Amortised(base_env, pretrained.policy, log_reward, model.hidden, model.layers, ft.lr, ft.k,
-                              ft.q_epsilon)
+        amortised = Amortised(
+            base_env, pretrained.policy, log_reward, model.hidden, model.layers, ft.lr, ft.k, ft.q_epsilon
+        )
         for _ in _steps(ft, progress):
             _, loss = amortised.step(ft.batch_size, generator)
         summary.update(final_loss=loss, reward_calls=amortised.reward_calls)
-        spec = {"hidden": model.hidden, "layers": model.layers, "backward": "uniform", "flow": False,
-                "log_z": False, "arch": model.arch}
+        spec = {
+            "hidden": model.hidden,
+            "layers": model.layers,
+            "backward": "uniform",
+            "flow": False,
+            "log_z": False,
+            "arch": model.arch,
+        }
         state = {"policy": amortised.n.state_dict()}
     else:
         config = RunConfig.from_dict(pretrained.config.to_dict())
@@ -114,15 +140,30 @@ def finetune(pre: Path, ft: FinetuneConfig, out: Path, env: str | None = None, e
         for _ in _steps(ft, progress):
             trainer.train_step()
         m = config.model
-        spec = {"hidden": m.hidden, "layers": m.layers, "backward": m.backward, "flow": True, "log_z": False,
-                "arch": m.arch}
+        spec = {
+            "hidden": m.hidden,
+            "layers": m.layers,
+            "backward": m.backward,
+            "flow": True,
+            "log_z": False,
+            "arch": m.arch,
+        }
         state = {"policy": trainer.policy.state_dict()}
         summary["reward_calls"] = ft.trajectories
     summary["seconds"] = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint.save(out / "checkpoint.pt", {"kind": FINETUNE_KIND, "method": ft.method, "pretrained": str(pre),
-                                            "config": pretrained.config.to_dict(), "finetune": dataclasses.asdict(ft),
-                                            "policy_spec": spec, **state})
+    checkpoint.save(
+        out / "checkpoint.pt",
+        {
+            "kind": FINETUNE_KIND,
+            "method": ft.method,
+            "pretrained": str(pre),
+            "config": pretrained.config.to_dict(),
+            "finetune": dataclasses.asdict(ft),
+            "policy_spec": spec,
+            **state,
+        },
+    )
     checkpoint.write_json(out / "finetune.json", {"pretrained": str(pre), **dataclasses.asdict(ft)})
     sampler = load_sampler(out, ft.device)
     summary.update(sampler.exact_metrics())
@@ -133,8 +174,13 @@ def finetune(pre: Path, ft: FinetuneConfig, out: Path, env: str | None = None, e
 def _steps(ft: FinetuneConfig, progress: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(range(math.ceil(ft.trajectories / ft.batch_size)), disable=not progress, desc="finetune",
-                unit="step", mininterval=0.5)
+    return tqdm(
+        range(math.ceil(ft.trajectories / ft.batch_size)),
+        disable=not progress,
+        desc="finetune",
+        unit="step",
+        mininterval=0.5,
+    )
 
 
 class Sampler:

@@ -1,4 +1,5 @@
 """Pictures of a run: learned vs target distribution, and the training curves."""
+
 from __future__ import annotations
 
 import io

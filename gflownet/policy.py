@@ -5,6 +5,7 @@ needs for a batch of trajectories. Where the environment can index its states,
 each distinct state of the batch goes through the network once (trajectories
 share their early states, and padding repeats the terminal state).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -59,8 +60,10 @@ def checked_energy(env: Environment, states: torch.Tensor) -> torch.Tensor:
     bad = ~torch.isfinite(energy)
     if bool(bad.any()):
         i = int(bad.nonzero()[0])
-        raise RewardError(f"{type(env).__name__}.log_energy returned {energy[i].item()} for state "
-                          f"{states[i].tolist()}; energies must be finite")
+        raise RewardError(
+            f"{type(env).__name__}.log_energy returned {energy[i].item()} for state "
+            f"{states[i].tolist()}; energies must be finite"
+        )
     return energy
 
 
@@ -77,8 +80,17 @@ class Policy(nn.Module):
         log_z: learn log Z (TB): a scalar, or an MLP of ``cond`` when ``cond_dim > 0``.
     """
 
-    def __init__(self, env: Environment, hidden: int = 256, layers: int = 2, backward: str = "learned",
-                 flow: bool = False, cond_dim: int = 0, log_z: bool = True, arch: str = "auto"):
+    def __init__(
+        self,
+        env: Environment,
+        hidden: int = 256,
+        layers: int = 2,
+        backward: str = "learned",
+        flow: bool = False,
+        cond_dim: int = 0,
+        log_z: bool = True,
+        arch: str = "auto",
+    ):
         super().__init__()
         if backward not in ("learned", "uniform"):
             raise ConfigError(f"backward policy must be 'learned' or 'uniform', got {backward!r}")
@@ -146,14 +158,14 @@ class Policy(nn.Module):
         if not isinstance(self.head, nn.Linear):
             return self.heads(features, cond)[1]
         A, Ab = self.n_actions, self.n_backward
-        return F.linear(self._hidden(features, cond), self.head.weight[A:A + Ab], self.head.bias[A:A + Ab])
+        return F.linear(self._hidden(features, cond), self.head.weight[A : A + Ab], self.head.bias[A : A + Ab])
 
     def heads(self, features, cond=None):
         """All heads at once: forward logits ``[N, A]``, backward logits ``[N, A_b]``
         (None when uniform), log F ``[N]`` (None without a flow head)."""
         out = self.head(self._hidden(features, cond))
         A, Ab = self.n_actions, self.n_backward if self.learned_backward else 0
-        return out[:, :A], (out[:, A:A + Ab] if Ab else None), (out[:, -1] if self.has_flow else None)
+        return out[:, :A], (out[:, A : A + Ab] if Ab else None), (out[:, -1] if self.has_flow else None)
 
     # -- the packed forward of a training step -----------------------------------
     def evaluate(self, env: Environment, traj: Trajectories, needs: frozenset) -> Evaluation:
@@ -174,12 +186,18 @@ class Policy(nn.Module):
         actions = traj.actions
         mask = traj.mask
         # 0 off the transitions: a padding exit may be illegal there (-inf)
-        ev = Evaluation(traj.lengths, mask, traj.complete, traj.log_reward,
-                        log_pf=torch.where(mask, log_pf_all[rows[:, :T], actions], 0.0))
+        ev = Evaluation(
+            traj.lengths,
+            mask,
+            traj.complete,
+            traj.log_reward,
+            log_pf=torch.where(mask, log_pf_all[rows[:, :T], actions], 0.0),
+        )
         if "log_pb" in needs:
             moves, _ = transition_masks(traj.lengths, traj.complete, T)
-            back = env.backward_action(traj.states[:, :T].reshape(B * T, *shape),
-                                       torch.where(moves, actions, 0).reshape(-1)).view(B, T)
+            back = env.backward_action(
+                traj.states[:, :T].reshape(B * T, *shape), torch.where(moves, actions, 0).reshape(-1)
+            ).view(B, T)
             bwd_mask = env.backward_mask(states)
             if bwd is None:
                 log_pb_all = -bwd_mask.sum(-1, keepdim=True).clamp_min(1).float().log().expand_as(bwd_mask)

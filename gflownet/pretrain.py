@@ -12,6 +12,7 @@ It runs in the one training loop (``gflownet.trainer.Trainer``) through its hook
 the conditioning width, the batch of a step, the evaluation (success rate: y drawn
 uniformly, roll out P_F(.|y), the fraction that ends at y) and the checkpoint.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -87,8 +88,9 @@ def _parse(raw: str):
 
 # -- success rate -----------------------------------------------------------------------
 @torch.no_grad()
-def success_rate(env: Environment, policy: Policy, n: int, generator: torch.Generator | None = None,
-                 batch_size: int = 1024) -> float:
+def success_rate(
+    env: Environment, policy: Policy, n: int, generator: torch.Generator | None = None, batch_size: int = 1024
+) -> float:
     """Sampled: y drawn uniformly (``env.sample_outcomes``), x ~ P_F(.|y); the fraction with x = y."""
     hits = 0
     for start in range(0, n, batch_size):
@@ -111,8 +113,9 @@ def conditional_log_probs(env: Environment, policy: Policy, outcomes: torch.Tens
     for s_rows, y_rows in zip(s_index.split(chunk), y_index.split(chunk)):
         fwd, _, flow = policy.heads(features[s_rows], cond[y_rows])
         log_pf.append(masked_log_softmax(fwd, masks[s_rows]).double())
-        log_flow.append(flow.double() if flow is not None else torch.zeros(len(s_rows), dtype=torch.float64,
-                                                                              device=states.device))
+        log_flow.append(
+            flow.double() if flow is not None else torch.zeros(len(s_rows), dtype=torch.float64, device=states.device)
+        )
     return torch.cat(log_pf).view(S, Y, -1), torch.cat(log_flow).view(S, Y)
 
 
@@ -145,8 +148,10 @@ class PretrainTrainer(Trainer):
 
     def cond_dim(self) -> int:
         if not self.env.has_outcomes:
-            raise ConfigError(f"environment {self.config.env!r} declares no outcome space: it cannot be pretrained "
-                              "outcome-conditioned (it needs outcome_dim, encode_outcome, sample_outcomes)")
+            raise ConfigError(
+                f"environment {self.config.env!r} declares no outcome space: it cannot be pretrained "
+                "outcome-conditioned (it needs outcome_dim, encode_outcome, sample_outcomes)"
+            )
         return self.env.outcome_dim
 
     def estimate_log_z(self):
@@ -167,8 +172,15 @@ class PretrainTrainer(Trainer):
             positive = sample_backward(env, self.policy, y, cond=cond, generator=self.generator)
             positive.log_reward = torch.zeros(len(y), device=self.device)
             parts.append(positive)
-        negative = sample_forward(env, self.policy, t.batch_size, cond=cond, epsilon=t.epsilon,
-                                  temperature=t.temperature, generator=self.generator)
+        negative = sample_forward(
+            env,
+            self.policy,
+            t.batch_size,
+            cond=cond,
+            epsilon=t.epsilon,
+            temperature=t.temperature,
+            generator=self.generator,
+        )
         success = env.same_outcome(negative.terminal, y)
         self.train_success += success.sum()
         self.train_tries += len(success)
@@ -180,8 +192,11 @@ class PretrainTrainer(Trainer):
         return Trajectories.cat(parts, env.exit_action)
 
     def evaluate(self) -> dict:
-        out = {"success_rate": success_rate(self.env, self.policy, self.oc.success_samples,
-                                            torch.Generator(self.device).manual_seed(12345))}
+        out = {
+            "success_rate": success_rate(
+                self.env, self.policy, self.oc.success_samples, torch.Generator(self.device).manual_seed(12345)
+            )
+        }
         if self.train_tries:
             out["train_success_rate"] = float(self.train_success) / self.train_tries
             self.train_success.zero_()
@@ -189,9 +204,13 @@ class PretrainTrainer(Trainer):
         return out
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "kind": PRETRAIN_KIND, "oc": dataclasses.asdict(self.oc),
-                "replay": self.replay.state_dict(),
-                "explorer": self.explorer.checkpoint_state() if self.explorer is not None else None}
+        return {
+            **super().state_dict(),
+            "kind": PRETRAIN_KIND,
+            "oc": dataclasses.asdict(self.oc),
+            "replay": self.replay.state_dict(),
+            "explorer": self.explorer.checkpoint_state() if self.explorer is not None else None,
+        }
 
     def load_state_dict(self, state: dict, source: str = "checkpoint") -> None:
         if state.get("kind") != PRETRAIN_KIND:
@@ -216,8 +235,9 @@ def load_pretrained(path, device: str | None = None) -> PretrainTrainer:
     file = Path(path) / "checkpoint.pt"
     state = checkpoint.load(file, map_location="cpu")
     if state.get("kind") != PRETRAIN_KIND:
-        raise CheckpointError(f"{file} is not an outcome-conditioned pretraining checkpoint "
-                              "(make one with `gflownet pretrain`)")
+        raise CheckpointError(
+            f"{file} is not an outcome-conditioned pretraining checkpoint (make one with `gflownet pretrain`)"
+        )
     config = RunConfig.from_dict(state["config"])
     if device:
         config.train.device = device

@@ -4,6 +4,7 @@ The buffer keeps the last ``capacity`` trajectories (a ring), padded to the
 environment's ``max_steps``, with their conditioning and log-rewards, and hands
 back uniform random batches as ``Trajectories`` that any objective trains on.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -15,13 +16,19 @@ from gflownet.errors import ConfigError
 from gflownet.trajectories import Trajectories
 
 
-
 def hindsight_relabel(env: Environment, traj: Trajectories) -> Trajectories:
     """The complete trajectories of ``traj`` relabelled with the outcome they reached, y := x:
     ``cond`` becomes ``env.encode_outcome(x)`` and log R(x|y) = 0 (a success by construction)."""
     done = traj.is_complete
-    keep = replace(traj, states=traj.states[done], actions=traj.actions[done], lengths=traj.lengths[done],
-                   cond=None, complete=None, log_reward=None)
+    keep = replace(
+        traj,
+        states=traj.states[done],
+        actions=traj.actions[done],
+        lengths=traj.lengths[done],
+        cond=None,
+        complete=None,
+        log_reward=None,
+    )
     keep.cond = env.encode_outcome(keep.terminal)
     keep.log_reward = torch.zeros(len(keep), device=traj.lengths.device)
     return keep
@@ -46,9 +53,15 @@ class ReplayBuffer:
         if traj.log_reward is None:
             raise ConfigError("only scored trajectories (log_reward set) can be replayed")
         traj = traj.pad_to(self.max_length, self.exit_action)
-        data = {"states": traj.states, "actions": traj.actions, "lengths": traj.lengths,
-                "log_reward": traj.log_reward, "cond": traj.cond, "complete": traj.is_complete}
-        data = {k: v[-self.capacity:] for k, v in data.items() if v is not None}
+        data = {
+            "states": traj.states,
+            "actions": traj.actions,
+            "lengths": traj.lengths,
+            "log_reward": traj.log_reward,
+            "cond": traj.cond,
+            "complete": traj.is_complete,
+        }
+        data = {k: v[-self.capacity :] for k, v in data.items() if v is not None}
         if not self.store:
             self.store = {k: v.new_empty(self.capacity, *v.shape[1:]) for k, v in data.items()}
         n = len(data["lengths"])
@@ -66,8 +79,14 @@ class ReplayBuffer:
         picked = torch.randint(0, self.size, (n,), device=device, generator=generator)
         rows = {k: v[picked] for k, v in self.store.items()}
         T = max(int(rows["lengths"].max()), 1)
-        return Trajectories(rows["states"][:, : T + 1], rows["actions"][:, :T], rows["lengths"], rows["log_reward"],
-                            rows.get("cond"), rows["complete"])
+        return Trajectories(
+            rows["states"][:, : T + 1],
+            rows["actions"][:, :T],
+            rows["lengths"],
+            rows["log_reward"],
+            rows.get("cond"),
+            rows["complete"],
+        )
 
     def state_dict(self) -> dict:
         return {"store": self.store, "size": self.size, "position": self.position}

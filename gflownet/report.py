@@ -10,6 +10,7 @@ to ``sections(run, x, log_r) -> [(title, html)]`` (``x`` ``[n, *state_shape]``
 samples, ``log_r`` ``[n]``); the most specific class of the run's environment
 wins, and an environment without an entry gets the generic page only.
 """
+
 from __future__ import annotations
 
 import base64
@@ -49,6 +50,7 @@ def png_image(png: bytes, alt: str) -> str:
 
 def table(header: list[str], rows: list[list]) -> str:
     """An HTML table; floats with 6 significant digits."""
+
     def cell(v):
         return html.escape(f"{v:.6g}" if isinstance(v, float) else str(v))
 
@@ -68,11 +70,19 @@ def reward_histogram(env: Environment, log_r: torch.Tensor):
         ranges.append(target_log_r[probs > 0])
     low, high = min(r.min() for r in ranges), max(r.max() for r in ranges)
     bins = np.linspace(low, max(high, low + 1e-6), 41)
-    ax.hist(sampled, bins=bins, weights=np.full(len(sampled), 1 / len(sampled)), alpha=0.6,
-            label=f"{len(sampled)} samples")
+    ax.hist(
+        sampled, bins=bins, weights=np.full(len(sampled), 1 / len(sampled)), alpha=0.6, label=f"{len(sampled)} samples"
+    )
     if env.enumerable:
-        ax.hist(target_log_r, bins=bins, weights=probs, histtype="step", linewidth=2, color="black",
-                label="target R/Z (exact)")
+        ax.hist(
+            target_log_r,
+            bins=bins,
+            weights=probs,
+            histtype="step",
+            linewidth=2,
+            color="black",
+            label="target R/Z (exact)",
+        )
     ax.set(xlabel="log R(x)", ylabel="probability", title="log-reward of samples vs target")
     ax.legend()
     return fig
@@ -86,8 +96,10 @@ def best_samples(env: Environment, x: torch.Tensor, log_r: torch.Tensor, k: int)
     order = log_r[first].argsort(descending=True)[:k]
     best = first[order]
     header = env.object_columns() + ["log_reward", "count", "sampled frequency"]
-    rows = [row + [float(lr), int(c), int(c) / len(x)]
-            for row, lr, c in zip(env.object_rows(x[best].cpu()), log_r[best].tolist(), counts[order].tolist())]
+    rows = [
+        row + [float(lr), int(c), int(c) / len(x)]
+        for row, lr, c in zip(env.object_rows(x[best].cpu()), log_r[best].tolist(), counts[order].tolist())
+    ]
     if env.enumerable:
         header.append("R/Z")
         for row, p in zip(rows, target_distribution(env)[0][env.state_index(x[best])].tolist()):
@@ -97,8 +109,12 @@ def best_samples(env: Environment, x: torch.Tensor, log_r: torch.Tensor, k: int)
 
 def hypergrid_sections(run: Run, x: torch.Tensor, log_r: torch.Tensor) -> list[Section]:
     """Target R/Z and the model's exact P_T side by side (first two coordinates)."""
-    return [("Target and learned distribution",
-             image(plots.grid_heatmap_figure(run.env, run.policy), "heat maps of R/Z and of P_T"))]
+    return [
+        (
+            "Target and learned distribution",
+            image(plots.grid_heatmap_figure(run.env, run.policy), "heat maps of R/Z and of P_T"),
+        )
+    ]
 
 
 MANY_SYMBOLS = 20  # above, the composition table lists each position's most frequent symbols only
@@ -108,21 +124,27 @@ def sequence_composition(env: Sequences, x: torch.Tensor) -> tuple[list[str], li
     """Per-position composition of sequences ``x`` ``[n, max_length]``: the fraction of the samples
     holding each symbol there (and none, where lengths vary); with more than ``MANY_SYMBOLS``
     symbols, the three most frequent of each position instead."""
-    freq = (torch.nn.functional.one_hot(x.cpu(), env.n_tokens + 1).sum(0).double() / len(x))  # [L, V + 1]
+    freq = torch.nn.functional.one_hot(x.cpu(), env.n_tokens + 1).sum(0).double() / len(x)  # [L, V + 1]
     names = env.symbols + (["(none)"] if env.min_length < env.max_length else [])
-    freq = freq[:, :len(names)]
+    freq = freq[:, : len(names)]
     if len(names) <= MANY_SYMBOLS:
         return ["position", *names], [[i + 1, *row] for i, row in enumerate(freq.tolist())]
     top = freq.topk(3, dim=1)
-    rows = [[i + 1, *(f"{names[v]} ({p:.3f})" for v, p in zip(idx, val))]
-            for i, (val, idx) in enumerate(zip(top.values.tolist(), top.indices.tolist()))]
+    rows = [
+        [i + 1, *(f"{names[v]} ({p:.3f})" for v, p in zip(idx, val))]
+        for i, (val, idx) in enumerate(zip(top.values.tolist(), top.indices.tolist()))
+    ]
     return ["position", "most frequent", "second", "third"], rows
 
 
 def sequence_sections(run: Run, x: torch.Tensor, log_r: torch.Tensor) -> list[Section]:
     header, rows = sequence_composition(run.env, x)
-    return [("Composition by position", f"<p>Fraction of the {len(x)} samples with each symbol at each "
-                                        "position.</p>" + table(header, rows))]
+    return [
+        (
+            "Composition by position",
+            f"<p>Fraction of the {len(x)} samples with each symbol at each position.</p>" + table(header, rows),
+        )
+    ]
 
 
 def molecule_sections(run: Run, x: torch.Tensor, log_r: torch.Tensor, k: int = 12) -> list[Section]:
@@ -132,16 +154,23 @@ def molecule_sections(run: Run, x: torch.Tensor, log_r: torch.Tensor, k: int = 1
 
     from gflownet.screening import candidates
 
-    best = sorted(candidates(run.env.to_mols(x.cpu()), log_r.tolist(), unique=True),
-                  key=lambda c: -c.log_reward)[:k]
-    grid = Draw.MolsToGridImage([Chem.MolFromSmiles(c.smiles) for c in best], molsPerRow=4,
-                                subImgSize=(260, 200), legends=[f"{i + 1}. R = {c.reward:.3g}"
-                                                                for i, c in enumerate(best)])
+    best = sorted(candidates(run.env.to_mols(x.cpu()), log_r.tolist(), unique=True), key=lambda c: -c.log_reward)[:k]
+    grid = Draw.MolsToGridImage(
+        [Chem.MolFromSmiles(c.smiles) for c in best],
+        molsPerRow=4,
+        subImgSize=(260, 200),
+        legends=[f"{i + 1}. R = {c.reward:.3g}" for i, c in enumerate(best)],
+    )
     buffer = io.BytesIO()
     grid.save(buffer, format="PNG")
     rows = [[i + 1, c.smiles, c.reward, c.count] for i, c in enumerate(best)]
-    return [(f"Top {len(best)} molecules", png_image(buffer.getvalue(), "2-D drawings of the best molecules")
-             + table(["#", "SMILES", "reward", "count"], rows))]
+    return [
+        (
+            f"Top {len(best)} molecules",
+            png_image(buffer.getvalue(), "2-D drawings of the best molecules")
+            + table(["#", "SMILES", "reward", "count"], rows),
+        )
+    ]
 
 
 #: environment class -> extra sections of its report
@@ -176,13 +205,21 @@ def build_report(run: Run, n_samples: int = 10_000, top_k: int = 20, seed: int =
     metrics.update(sampled_metrics(run.env, x, log_r))
     c = run.config
     sections: list[Section] = [
-        ("Run", table(["environment", "parameters", "objective", "trajectories trained"],
-                      [[c.env, json.dumps(c.env_params), c.objective, metrics.pop("trajectories_trained")]])
-         + f"<details><summary>configuration</summary><pre>{html.escape(json.dumps(c.to_dict(), indent=2))}"
-           "</pre></details>"),
-        ("Metrics", "<p>Exact metrics compare the model's terminal distribution, computed by dynamic "
-                    "programming, with R/Z; sampled ones come from the samples drawn for this page.</p>"
-                    + table(["metric", "value"], [[key, value] for key, value in metrics.items()])),
+        (
+            "Run",
+            table(
+                ["environment", "parameters", "objective", "trajectories trained"],
+                [[c.env, json.dumps(c.env_params), c.objective, metrics.pop("trajectories_trained")]],
+            )
+            + f"<details><summary>configuration</summary><pre>{html.escape(json.dumps(c.to_dict(), indent=2))}"
+            "</pre></details>",
+        ),
+        (
+            "Metrics",
+            "<p>Exact metrics compare the model's terminal distribution, computed by dynamic "
+            "programming, with R/Z; sampled ones come from the samples drawn for this page.</p>"
+            + table(["metric", "value"], [[key, value] for key, value in metrics.items()]),
+        ),
     ]
     training = [[k, v] for k, v in run.summary.items() if k not in metrics]  # the rest is in Metrics
     if training:
@@ -197,13 +234,16 @@ def build_report(run: Run, n_samples: int = 10_000, top_k: int = 20, seed: int =
     title = f"gflownet report: {run.path.name if run.path else c.env}"
     body = "".join(f"<section><h2>{html.escape(t)}</h2>{content}</section>" for t, content in sections)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<p>gflownet {__version__}, {stamp}, {n_samples} samples (seed {seed}).</p>{body}</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<p>gflownet {__version__}, {stamp}, {n_samples} samples (seed {seed}).</p>{body}</body></html>\n"
+    )
 
 
-def write_report(run: Run, out: str | Path | None = None, n_samples: int = 10_000, top_k: int = 20,
-                 seed: int = 0) -> Path:
+def write_report(
+    run: Run, out: str | Path | None = None, n_samples: int = 10_000, top_k: int = 20, seed: int = 0
+) -> Path:
     """Write the report of ``run`` to ``out`` (default ``report.html`` in the run folder), atomically."""
     if out is None and run.path is None:
         raise ConfigError("a run without a folder needs an explicit out path for its report")

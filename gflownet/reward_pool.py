@@ -14,6 +14,7 @@ A chunk whose worker raised or died (killed, out of memory) is resubmitted, up t
 ``retries`` more times; then its objects are scored one by one, and an object that
 still fails gets the ``floor`` reward, a warning, and a count in ``pool.failures``.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -46,7 +47,8 @@ class _LocalBackend:
         for _ in range(2):  # a pool broken by a dead worker refuses work: rebuild it once
             if self.executor is None:
                 self.executor = concurrent.futures.ProcessPoolExecutor(
-                    self.workers, mp_context=multiprocessing.get_context("spawn"))
+                    self.workers, mp_context=multiprocessing.get_context("spawn")
+                )
             try:
                 return self.executor.submit(_apply, reward, chunk)
             except BrokenProcessPool:
@@ -73,8 +75,9 @@ class _RayBackend:
         except ImportError:
             raise ConfigError("the ray reward pool needs Ray: pip install 'gflownet[dist]'") from None
         if not ray.is_initialized():
-            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
-                     log_to_driver=False)
+            ray.init(
+                address=address, num_cpus=None if address else workers, include_dashboard=False, log_to_driver=False
+            )
         self.ray = ray
         self.task = ray.remote(num_cpus=1, max_retries=0)(_apply)  # retries are the pool's
 
@@ -100,15 +103,30 @@ class RewardPool:
         address: Ray cluster address ("auto", "ray://host:port"); None starts a local instance.
     """
 
-    def __init__(self, reward: Callable, backend: str = "local", workers: int = 2, chunk_size: int | None = None,
-                 retries: int = 2, floor: float = 0.0, address: str | None = None):
+    def __init__(
+        self,
+        reward: Callable,
+        backend: str = "local",
+        workers: int = 2,
+        chunk_size: int | None = None,
+        retries: int = 2,
+        floor: float = 0.0,
+        address: str | None = None,
+    ):
         if backend not in BACKENDS:
             raise ConfigError(f"reward pool backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if workers < 1 or retries < 0 or (chunk_size is not None and chunk_size < 1):
-            raise ConfigError(f"reward pool: need workers >= 1, retries >= 0, chunk_size >= 1 "
-                              f"(got {workers}, {retries}, {chunk_size})")
-        self.reward, self.workers, self.chunk_size, self.retries, self.floor = (reward, workers, chunk_size,
-                                                                                 retries, float(floor))
+            raise ConfigError(
+                f"reward pool: need workers >= 1, retries >= 0, chunk_size >= 1 "
+                f"(got {workers}, {retries}, {chunk_size})"
+            )
+        self.reward, self.workers, self.chunk_size, self.retries, self.floor = (
+            reward,
+            workers,
+            chunk_size,
+            retries,
+            float(floor),
+        )
         self.backend = _LocalBackend(workers) if backend == "local" else _RayBackend(workers, address)
         self.failures = 0  # objects scored at the floor so far
 
@@ -116,7 +134,7 @@ class RewardPool:
         """Start scoring ``objects``; returns at once."""
         objects = list(objects)
         size = self.chunk_size or max(1, -(-len(objects) // self.workers))
-        chunks = [objects[i:i + size] for i in range(0, len(objects), size)]
+        chunks = [objects[i : i + size] for i in range(0, len(objects), size)]
         return PendingRewards(self, [(chunk, self.backend.run(self.reward, chunk)) for chunk in chunks])
 
     def score(self, objects: Sequence) -> torch.Tensor:
@@ -145,9 +163,12 @@ class RewardPool:
             return [v for obj in chunk for v in self._collect([obj], self.backend.run(self.reward, [obj]))]
         self.failures += 1
         reason = (str(error).strip().splitlines() or [""])[-1]  # Ray wraps the worker's traceback
-        warnings.warn(f"reward failed {self.retries + 1} times on {chunk[0]!r} ({type(error).__name__}: "
-                      f"{reason}); scored at the floor {self.floor} ({self.failures} so far)", RuntimeWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"reward failed {self.retries + 1} times on {chunk[0]!r} ({type(error).__name__}: "
+            f"{reason}); scored at the floor {self.floor} ({self.failures} so far)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return [self.floor]
 
 

@@ -1,10 +1,11 @@
 """A trained run on disk: load it, sample from it, evaluate it.
 
-    run = Run.load("runs/hg4")
-    x, log_r = run.sample(1000)
-    run.write_csv("samples.csv", 10_000)
-    run.evaluate(), run.plot(), run.report()
+run = Run.load("runs/hg4")
+x, log_r = run.sample(1000)
+run.write_csv("samples.csv", 10_000)
+run.evaluate(), run.plot(), run.report()
 """
+
 from __future__ import annotations
 
 import csv
@@ -73,8 +74,7 @@ class Run:
         for start in range(0, n, batch_size):
             size = min(batch_size, n - start)
             cond = self.env.cond_for(beta, size) if self.policy.cond_dim else None
-            traj = sample_forward(self.env, self.policy, size, cond=cond, temperature=temperature,
-                                  generator=generator)
+            traj = sample_forward(self.env, self.policy, size, cond=cond, temperature=temperature, generator=generator)
             xs.append(traj.terminal)
         x = torch.cat(xs)
         if self.policy.cond_dim:
@@ -101,8 +101,7 @@ class Run:
 
         return plot_run(self, out)
 
-    def report(self, out: str | Path | None = None, n_samples: int = 10_000, top_k: int = 20,
-               seed: int = 0) -> Path:
+    def report(self, out: str | Path | None = None, n_samples: int = 10_000, top_k: int = 20, seed: int = 0) -> Path:
         """One self-contained HTML page about the run (default: ``report.html`` in the run folder)."""
         from gflownet.report import write_report
 

@@ -10,6 +10,7 @@ no per-step random-number call. Finished trajectories keep taking the (no-op)
 exit action, so shapes stay fixed; on CUDA, completion is checked only every
 few steps to keep host synchronisations out of the loop.
 """
+
 from __future__ import annotations
 
 import weakref
@@ -159,8 +160,9 @@ def sample_forward(
     if sync_every > 1:
         steps = max(int(lengths.max()), 1)
         actions = actions[:, :steps]
-    return Trajectories(states[: steps + 1].transpose(0, 1), actions, lengths, cond=cond,
-                        complete=None if cut is None else ~incomplete)
+    return Trajectories(
+        states[: steps + 1].transpose(0, 1), actions, lengths, cond=cond, complete=None if cut is None else ~incomplete
+    )
 
 
 @torch.no_grad()

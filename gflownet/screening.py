@@ -9,6 +9,7 @@ Rows hold the canonical SMILES, InChIKey, reward, log_reward and every property 
 take the best molecule, drop every one with Morgan Tanimoto > ``max_similarity`` to
 a taken one, repeat until k are taken.
 """
+
 from __future__ import annotations
 
 import csv
@@ -111,7 +112,7 @@ def summary(cands: list[Candidate], n_sampled: int, mode_threshold: float | None
         return {"sampled": n_sampled, "unique": 0}
     distinct = {c.smiles for c in cands}
     fps = [c.fp for c in cands[:PAIRWISE_MAX]]
-    pairs = sum(sum(DataStructs.BulkTanimotoSimilarity(fps[i], fps[i + 1:])) for i in range(len(fps) - 1))
+    pairs = sum(sum(DataStructs.BulkTanimotoSimilarity(fps[i], fps[i + 1 :])) for i in range(len(fps) - 1))
     n_pairs = len(fps) * (len(fps) - 1) / 2
     rewards = sorted(c.reward for c in cands)
     threshold = rewards[int(0.9 * (len(rewards) - 1))] if mode_threshold is None else mode_threshold
@@ -137,8 +138,16 @@ def write_csv(path: str | Path, cands: list[Candidate]) -> Path:
     names = list(cands[0].properties) if cands else []
     writer.writerow(["smiles", "inchikey", "reward", "log_reward", *names, "count"])
     for c in cands:
-        writer.writerow([c.smiles, Chem.MolToInchiKey(c.mol), f"{c.reward:.6g}", f"{c.log_reward:.6g}",
-                         *(f"{c.properties[n]:.6g}" for n in names), c.count])
+        writer.writerow(
+            [
+                c.smiles,
+                Chem.MolToInchiKey(c.mol),
+                f"{c.reward:.6g}",
+                f"{c.log_reward:.6g}",
+                *(f"{c.properties[n]:.6g}" for n in names),
+                c.count,
+            ]
+        )
     atomic_write(Path(path), lambda f: f.write(text.getvalue().encode()))
     return Path(path)
 
@@ -160,8 +169,16 @@ def write_sdf(path: str | Path, cands: list[Candidate]) -> Path:
     return Path(path)
 
 
-def screen(env, states, log_rewards, unique=False, filters="", top: int = 0, max_similarity: float = 0.4,
-           mode_threshold: float | None = None):
+def screen(
+    env,
+    states,
+    log_rewards,
+    unique=False,
+    filters="",
+    top: int = 0,
+    max_similarity: float = 0.4,
+    mode_threshold: float | None = None,
+):
     """Candidates of terminal ``states`` after dedup, filters and the diverse subset, and the
     summary of the samples (before the filters)."""
     from gflownet.environments.molrewards import PROPERTIES
@@ -176,8 +193,20 @@ def screen(env, states, log_rewards, unique=False, filters="", top: int = 0, max
     return cands, stats
 
 
-def screen_run(run, n: int, out, sdf=None, unique=False, filters="", top=0, max_similarity=0.4,
-               mode_threshold=None, temperature=1.0, seed=0, beta=None) -> dict:
+def screen_run(
+    run,
+    n: int,
+    out,
+    sdf=None,
+    unique=False,
+    filters="",
+    top=0,
+    max_similarity=0.4,
+    mode_threshold=None,
+    temperature=1.0,
+    seed=0,
+    beta=None,
+) -> dict:
     """Sample ``n`` molecules from a trained ``Run``, screen them, write ``out`` (CSV)
     and ``sdf``; returns the summary (with the number of rows written). ``beta``: the reward
     exponent to sample at, for a temperature-conditioned run."""
@@ -189,8 +218,9 @@ def screen_run(run, n: int, out, sdf=None, unique=False, filters="", top=0, max_
 
     parse_filters(filters, set(PROPERTIES) | {"reward", "log_reward"})  # bad filters fail before sampling
     states, log_rewards = run.sample(n, temperature, seed, beta=beta)
-    cands, stats = screen(run.env, states.cpu(), log_rewards.cpu(), unique, filters, top, max_similarity,
-                          mode_threshold)
+    cands, stats = screen(
+        run.env, states.cpu(), log_rewards.cpu(), unique, filters, top, max_similarity, mode_threshold
+    )
     write_csv(out, cands)
     if sdf:
         write_sdf(sdf, cands)

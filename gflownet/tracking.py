@@ -9,6 +9,7 @@ chosen with ``--logger`` (``gflownet train --logger jsonl,tensorboard,wandb``).
 A logger is any object with ``log(record: dict)`` and ``close()``; add one to
 ``LOGGERS`` (name -> builder(out, config)) to make it selectable by name.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +30,11 @@ class Logger(Protocol):
 def _scalars(record: dict) -> dict[str, float]:
     """The numeric metrics of a record, named ``kind/metric`` (``train/loss``, ``eval/l1``)."""
     skip = {"kind", "step", "trajectories"}
-    return {f"{record['kind']}/{k}": float(v) for k, v in record.items()
-            if k not in skip and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        f"{record['kind']}/{k}": float(v)
+        for k, v in record.items()
+        if k not in skip and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 def _missing(name: str, package: str) -> ConfigError:
@@ -67,9 +71,14 @@ class WandbLogger:
             raise _missing("wandb", "wandb") from None
         out.mkdir(parents=True, exist_ok=True)
         self.wandb = wandb
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "gflownet"), name=out.name,
-                              dir=str(out), config=config.to_dict(),
-                              mode=os.environ.get("WANDB_MODE", "offline"), reinit="create_new")
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "gflownet"),
+            name=out.name,
+            dir=str(out),
+            config=config.to_dict(),
+            mode=os.environ.get("WANDB_MODE", "offline"),
+            reinit="create_new",
+        )
 
     def log(self, record: dict) -> None:
         self.run.log({**_scalars(record), "trajectories": record["trajectories"]}, step=record["step"])

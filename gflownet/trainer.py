@@ -4,6 +4,7 @@ Every objective goes through it; the objective says which heads the policy
 needs. A run folder holds ``config.json``, ``metrics.jsonl`` (one JSON object
 per line), ``checkpoint.pt`` (atomic, resumable) and ``summary.json``.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,18 +64,31 @@ class Trainer:
     samples its share of ``train.batch_size`` and only rank 0 writes to ``out``.
     """
 
-    def __init__(self, config: RunConfig, out: str | Path | None = None, progress: bool = False,
-                 world: DataParallel | None = None):
+    def __init__(
+        self,
+        config: RunConfig,
+        out: str | Path | None = None,
+        progress: bool = False,
+        world: DataParallel | None = None,
+    ):
         self.config, self.out, self.progress, self.world = config, Path(out) if out else None, progress, world
         self.writes = world is None or world.is_main
         t = config.train
         for name in ("batch_size", "trajectories", "log_every", "checkpoint_every"):
             if getattr(t, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(t, name)}")
-        if not (t.lr > 0 and t.lr_logz > 0 and 0 < t.lr_final <= 1 and 0 <= t.lr_decay_start <= 1
-                and 0 <= t.epsilon <= 1 and t.temperature > 0):
-            raise ConfigError("need lr > 0, lr_logz > 0, 0 < lr_final <= 1, 0 <= lr_decay_start <= 1, "
-                              "0 <= epsilon <= 1, temperature > 0")
+        if not (
+            t.lr > 0
+            and t.lr_logz > 0
+            and 0 < t.lr_final <= 1
+            and 0 <= t.lr_decay_start <= 1
+            and 0 <= t.epsilon <= 1
+            and t.temperature > 0
+        ):
+            raise ConfigError(
+                "need lr > 0, lr_logz > 0, 0 < lr_final <= 1, 0 <= lr_decay_start <= 1, "
+                "0 <= epsilon <= 1, temperature > 0"
+            )
         if t.lr_schedule not in ("constant", "cosine"):
             raise ConfigError(f"train.lr_schedule must be 'constant' or 'cosine', got {t.lr_schedule!r}")
         self.device = resolve_device(t.device)
@@ -87,24 +101,39 @@ class Trainer:
         random.seed(t.seed)
         self.env = make_env(config.env, device=self.device, **config.env_params)
         if "state_energy" in self.objective.needs and not self.env.has_energy:
-            raise ConfigError(f"objective {config.objective!r} needs an energy of every state, and environment "
-                              f"{config.env!r} defines no log_energy")
+            raise ConfigError(
+                f"objective {config.objective!r} needs an energy of every state, and environment "
+                f"{config.env!r} defines no log_energy"
+            )
         m = config.model
         needs = self.objective.needs
         if self.cond_dim() and "state_energy" in needs:
-            raise ConfigError(f"objective {config.objective!r} needs an energy of every state; it is not defined "
-                              "for a conditioned reward (set beta_max=0)")
-        self.policy = Policy(self.env, m.hidden, m.layers, m.backward, flow="log_flow" in needs,
-                             log_z="log_z" in needs, arch=m.arch, cond_dim=self.cond_dim())
+            raise ConfigError(
+                f"objective {config.objective!r} needs an energy of every state; it is not defined "
+                "for a conditioned reward (set beta_max=0)"
+            )
+        self.policy = Policy(
+            self.env,
+            m.hidden,
+            m.layers,
+            m.backward,
+            flow="log_flow" in needs,
+            log_z="log_z" in needs,
+            arch=m.arch,
+            cond_dim=self.cond_dim(),
+        )
         self.policy.to(self.device)
         self.local_batch = world.local_batch(t.batch_size) if world else t.batch_size
         if world:
             world.broadcast_parameters(self.policy)
         log_z = {id(p) for p in self.policy.log_z_parameters()}
-        self.optimizer = torch.optim.Adam(fused=True, params=[
-            {"params": [p for p in self.policy.parameters() if id(p) not in log_z], "lr": t.lr},
-            {"params": self.policy.log_z_parameters(), "lr": t.lr_logz},
-        ])
+        self.optimizer = torch.optim.Adam(
+            fused=True,
+            params=[
+                {"params": [p for p in self.policy.parameters() if id(p) not in log_z], "lr": t.lr},
+                {"params": self.policy.log_z_parameters(), "lr": t.lr_logz},
+            ],
+        )
         self.base_lrs = [t.lr, t.lr_logz]
         self.total_steps = math.ceil(t.trajectories / t.batch_size)
         self.step_count = 0
@@ -126,8 +155,16 @@ class Trainer:
         """The scored trajectories of one training step: a fresh on-policy batch."""
         t = self.config.train
         cond = self.env.sample_cond(self.local_batch, self.generator) if self.cond_dim() else None
-        traj = sample_forward(self.env, self.policy, self.local_batch, cond=cond, epsilon=t.epsilon,
-                              temperature=t.temperature, generator=self.generator, max_moves=self._cut())
+        traj = sample_forward(
+            self.env,
+            self.policy,
+            self.local_batch,
+            cond=cond,
+            epsilon=t.epsilon,
+            temperature=t.temperature,
+            generator=self.generator,
+            max_moves=self._cut(),
+        )
         traj.log_reward = self._score(traj)
         return traj
 
@@ -184,6 +221,7 @@ class Trainer:
 
     def _score(self, traj):
         """log R of the trajectories that exited (the others are never scored: 0)."""
+
         def score(states, rows):
             if traj.cond is None:
                 return self.env.log_reward(states)
@@ -217,8 +255,14 @@ class Trainer:
         t = self.config.train
         eval_steps = math.ceil(t.eval_every / t.batch_size) if t.eval_every > 0 else 0
         metrics_file = self._open_metrics()
-        bar = tqdm(total=self.total_steps, initial=self.step_count, disable=not (self.progress and self.writes),
-                   desc="train", unit="step", mininterval=0.5)
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step_count,
+            disable=not (self.progress and self.writes),
+            desc="train",
+            unit="step",
+            mininterval=0.5,
+        )
         window, window_start, window_steps = torch.zeros((), device=self.device), time.perf_counter(), 0
         last, evaluation = {}, {}
         try:
@@ -233,14 +277,21 @@ class Trainer:
                 if step % t.log_every == 0 or at_end:
                     loss = float(window) / window_steps
                     if not math.isfinite(loss):
-                        raise GFlowNetError(f"training diverged at step {step}: the loss is {loss}; "
-                                            "the last checkpoint holds the parameters before it")
+                        raise GFlowNetError(
+                            f"training diverged at step {step}: the loss is {loss}; "
+                            "the last checkpoint holds the parameters before it"
+                        )
                     seconds = time.perf_counter() - window_start
-                    last = {"kind": "train", "step": step, "trajectories": step * t.batch_size,
-                            "transitions": int(self.transitions), "loss": loss,
-                            "log_z": self.estimate_log_z(),
-                            "lr": self.optimizer.param_groups[0]["lr"],
-                            "traj_per_s": window_steps * t.batch_size / seconds}
+                    last = {
+                        "kind": "train",
+                        "step": step,
+                        "trajectories": step * t.batch_size,
+                        "transitions": int(self.transitions),
+                        "loss": loss,
+                        "log_z": self.estimate_log_z(),
+                        "lr": self.optimizer.param_groups[0]["lr"],
+                        "traj_per_s": window_steps * t.batch_size / seconds,
+                    }
                     self._log(metrics_file, last)
                     bar.set_postfix(loss=f"{loss:.3g}")
                     window.zero_()
@@ -248,8 +299,10 @@ class Trainer:
                 if (eval_steps and step % eval_steps == 0) or at_end:
                     evaluation = self.evaluate()
                     if evaluation:
-                        self._log(metrics_file, {"kind": "eval", "step": step,
-                                                 "trajectories": step * t.batch_size, **evaluation})
+                        self._log(
+                            metrics_file,
+                            {"kind": "eval", "step": step, "trajectories": step * t.batch_size, **evaluation},
+                        )
                         shown = "l1" if "l1" in evaluation else "log_z_error"
                         if shown in evaluation:
                             bar.set_postfix({"loss": last.get("loss"), shown: f"{evaluation[shown]:.3g}"})
@@ -260,11 +313,14 @@ class Trainer:
             bar.close()
             if metrics_file:
                 metrics_file.close()
-        summary = {"steps": self.step_count, "trajectories": self.step_count * t.batch_size,
-                   "train_seconds": self.elapsed,
-                   "traj_per_s": self.step_count * t.batch_size / max(self.elapsed, 1e-9),
-                   **{f"final_{k}": v for k, v in last.items() if k in ("loss", "log_z")},
-                   **(evaluation if self.step_count == self.total_steps and evaluation else self.evaluate())}
+        summary = {
+            "steps": self.step_count,
+            "trajectories": self.step_count * t.batch_size,
+            "train_seconds": self.elapsed,
+            "traj_per_s": self.step_count * t.batch_size / max(self.elapsed, 1e-9),
+            **{f"final_{k}": v for k, v in last.items() if k in ("loss", "log_z")},
+            **(evaluation if self.step_count == self.total_steps and evaluation else self.evaluate()),
+        }
         if self.out and self.writes:
             checkpoint.write_json(self.out / "summary.json", summary)
         return summary
@@ -305,11 +361,11 @@ class Trainer:
         checkpoint.save(self.out / "checkpoint.pt", self.state_dict())
 
     def load_state_dict(self, state: dict, source: str = "checkpoint") -> None:
-        diffs = [d for d in checkpoint.config_difference(_comparable(state["config"]),
-                                                         _comparable(self.config.to_dict()))]
+        diffs = [
+            d for d in checkpoint.config_difference(_comparable(state["config"]), _comparable(self.config.to_dict()))
+        ]
         if diffs:
-            raise CheckpointError(f"{source} was written by a run with another configuration: "
-                                  + "; ".join(diffs))
+            raise CheckpointError(f"{source} was written by a run with another configuration: " + "; ".join(diffs))
         try:
             self.policy.load_state_dict(state["policy"])
             self.optimizer.load_state_dict(state["optimizer"])

@@ -1,4 +1,5 @@
 """The padded batch of trajectories every sampler produces and every loss reads."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -84,8 +85,9 @@ class Trajectories:
         complete = None
         if any(b.complete is not None for b in batches):
             complete = torch.cat([b.is_complete for b in batches])
-        return Trajectories(join("states"), join("actions"), join("lengths"), join("log_reward"), join("cond"),
-                            complete)
+        return Trajectories(
+            join("states"), join("actions"), join("lengths"), join("log_reward"), join("cond"), complete
+        )
 
 
 def transition_masks(lengths: torch.Tensor, complete: torch.Tensor | None, T: int):

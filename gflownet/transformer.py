@@ -12,6 +12,7 @@ encoder layers without dropout. Pad positions are masked out of attention.
   the empty sequence): the autoregressive reading, for append-only spaces.
 Output ``[N, hidden]``. Heads: 4 when ``hidden`` is a multiple of 4, else 1.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,21 +24,29 @@ from gflownet.errors import ConfigError
 class SequenceTransformer(nn.Module):
     """``[N, length * token_features]`` one-hot (+ cond ``[N, C]``) -> ``[N, hidden]``."""
 
-    def __init__(self, length: int, token_features: int, hidden: int, layers: int, cond_dim: int = 0,
-                 causal: bool = False):
+    def __init__(
+        self, length: int, token_features: int, hidden: int, layers: int, cond_dim: int = 0, causal: bool = False
+    ):
         super().__init__()
         self.length, self.token_features, self.causal = length, token_features, causal
         self.embed = nn.Linear(token_features, hidden, bias=False)  # one-hot @ W: an embedding lookup
         self.position = nn.Parameter(torch.randn(length + 1, hidden) * 0.02)
         self.summary = nn.Parameter(torch.zeros(hidden))
         self.cond = nn.Linear(cond_dim, hidden) if cond_dim else None
-        layer = nn.TransformerEncoderLayer(hidden, 4 if hidden % 4 == 0 else 1, dim_feedforward=2 * hidden,
-                                           dropout=0.0, batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            hidden,
+            4 if hidden % 4 == 0 else 1,
+            dim_feedforward=2 * hidden,
+            dropout=0.0,
+            batch_first=True,
+            norm_first=True,
+        )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(hidden)
         if causal:
-            self.register_buffer("causal_mask", nn.Transformer.generate_square_subsequent_mask(length + 1) < 0,
-                                 persistent=False)
+            self.register_buffer(
+                "causal_mask", nn.Transformer.generate_square_subsequent_mask(length + 1) < 0, persistent=False
+            )
 
     def forward(self, features: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         N = len(features)
@@ -58,9 +67,12 @@ class SequenceTransformer(nn.Module):
 def _builder(causal: bool):
     def build(env, hidden: int, layers: int, cond_dim: int) -> nn.Module:
         if not (hasattr(env, "max_length") and hasattr(env, "token_features")):
-            raise ConfigError(f"the {'causal_' if causal else ''}transformer trunk needs a sequence environment "
-                              f"(one one-hot row per position); {type(env).__name__} is not one")
+            raise ConfigError(
+                f"the {'causal_' if causal else ''}transformer trunk needs a sequence environment "
+                f"(one one-hot row per position); {type(env).__name__} is not one"
+            )
         return SequenceTransformer(env.max_length, env.token_features, hidden, layers, cond_dim, causal)
+
     return build
 
 

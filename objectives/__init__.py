@@ -4,6 +4,7 @@ Each loss is a pure function of tensors (``objectives/<name>.py``). An
 ``Objective`` records which estimates it needs from the policy and how to call
 its loss on an ``Evaluation`` (``gflownet.policy``) of a trajectory batch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -34,8 +35,10 @@ class Objective:
         """``params`` completed with the defaults; unknown names raise ConfigError."""
         unknown = set(params) - set(self.defaults)
         if unknown:
-            raise ConfigError(f"objective {self.name!r} has no parameter {', '.join(sorted(unknown))}"
-                              f" (it takes: {', '.join(self.defaults) or 'none'})")
+            raise ConfigError(
+                f"objective {self.name!r} has no parameter {', '.join(sorted(unknown))}"
+                f" (it takes: {', '.join(self.defaults) or 'none'})"
+            )
         return {**self.defaults, **params}
 
     def __call__(self, ev, **params):
@@ -44,8 +47,9 @@ class Objective:
 
 def _whole(ev, name):
     if ev.complete is not None and not bool(ev.complete.all()):
-        raise ConfigError(f"{name} needs complete trajectories; "
-                          "train on cut ones with db, subtb, fl_db, fl_subtb, fm or mdb")
+        raise ConfigError(
+            f"{name} needs complete trajectories; train on cut ones with db, subtb, fl_db, fl_subtb, fm or mdb"
+        )
 
 
 def _tb(ev):
@@ -82,8 +86,7 @@ def _fl_db(ev):
 
 def _fl_subtb(ev, lam):
     _positive_lam("fl_subtb", lam)
-    return fl_subtrajectory_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.state_energy, ev.lengths, lam,
-                                    ev.complete)
+    return fl_subtrajectory_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.state_energy, ev.lengths, lam, ev.complete)
 
 
 def _fm(ev):
@@ -91,8 +94,7 @@ def _fm(ev):
 
 
 def _mdb(ev):
-    return modified_detailed_balance(ev.log_pf, ev.log_pb, ev.log_pf_exit, ev.state_log_reward, ev.lengths,
-                                     ev.complete)
+    return modified_detailed_balance(ev.log_pf, ev.log_pb, ev.log_pf_exit, ev.state_log_reward, ev.lengths, ev.complete)
 
 
 OBJECTIVES: dict[str, Objective] = {
@@ -101,17 +103,39 @@ OBJECTIVES: dict[str, Objective] = {
         Objective("tb", _tb, frozenset({"log_pb", "log_z"}), summary="trajectory balance"),
         Objective("zvar", _zvar, frozenset({"log_pb"}), summary="TB with the batch (VarGrad) estimate of log Z"),
         Objective("db", _db, frozenset({"log_pb", "log_flow"}), summary="detailed balance"),
-        Objective("subtb", _subtb, frozenset({"log_pb", "log_flow"}), {"lam": 0.9},
-                  "sub-trajectory balance, weights lam^(j-i)"),
+        Objective(
+            "subtb",
+            _subtb,
+            frozenset({"log_pb", "log_flow"}),
+            {"lam": 0.9},
+            "sub-trajectory balance, weights lam^(j-i)",
+        ),
         Objective("fm", _fm, frozenset({"edge_flows"}), summary="flow matching (logits are log edge flows)"),
-        Objective("fl_db", _fl_db, frozenset({"log_pb", "log_flow", "state_energy"}),
-                  summary="forward-looking DB: log F = log F~ - E, F~ = 1 past the exit"),
-        Objective("fl_subtb", _fl_subtb, frozenset({"log_pb", "log_flow", "state_energy"}), {"lam": 0.9},
-                  "forward-looking SubTB(lam)"),
-        Objective("oc_db", _oc_db, frozenset({"log_pb", "log_flow"}),
-                  summary="outcome-conditioned DB with outcome teleportation (gflownet pretrain)"),
-        Objective("mdb", _mdb, frozenset({"log_pb", "log_pf_exit", "state_log_reward"}),
-                  summary="modified detailed balance (every state terminal)"),
+        Objective(
+            "fl_db",
+            _fl_db,
+            frozenset({"log_pb", "log_flow", "state_energy"}),
+            summary="forward-looking DB: log F = log F~ - E, F~ = 1 past the exit",
+        ),
+        Objective(
+            "fl_subtb",
+            _fl_subtb,
+            frozenset({"log_pb", "log_flow", "state_energy"}),
+            {"lam": 0.9},
+            "forward-looking SubTB(lam)",
+        ),
+        Objective(
+            "oc_db",
+            _oc_db,
+            frozenset({"log_pb", "log_flow"}),
+            summary="outcome-conditioned DB with outcome teleportation (gflownet pretrain)",
+        ),
+        Objective(
+            "mdb",
+            _mdb,
+            frozenset({"log_pb", "log_pf_exit", "state_log_reward"}),
+            summary="modified detailed balance (every state terminal)",
+        ),
     ]
 }
 
@@ -124,6 +148,17 @@ def get_objective(name: str) -> Objective:
     return OBJECTIVES[name]
 
 
-__all__ = ["OBJECTIVES", "Objective", "get_objective", "trajectory_balance", "vargrad", "detailed_balance",
-           "subtrajectory_balance", "flow_matching", "modified_detailed_balance", "fl_detailed_balance",
-           "fl_subtrajectory_balance", "teleported_detailed_balance"]
+__all__ = [
+    "OBJECTIVES",
+    "Objective",
+    "get_objective",
+    "trajectory_balance",
+    "vargrad",
+    "detailed_balance",
+    "subtrajectory_balance",
+    "flow_matching",
+    "modified_detailed_balance",
+    "fl_detailed_balance",
+    "fl_subtrajectory_balance",
+    "teleported_detailed_balance",
+]

@@ -1,4 +1,5 @@
 """Detailed balance (Bengio et al. 2021b, arXiv 2111.09266)."""
+
 import torch
 
 from gflownet.trajectories import transition_masks

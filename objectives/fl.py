@@ -33,12 +33,12 @@ def fl_detailed_balance(log_pf, log_pb, log_fl_flow, energy, lengths, complete=N
         energy: ``[B, T+1]`` E(s_t).
         lengths: ``[B]`` long, L_b transitions; complete: ``[B]`` bool or None (all complete).
     """
-    return detailed_balance(log_pf, log_pb, log_fl_flow - energy, _sink_log_reward(energy, lengths), lengths,
-                            complete)
+    return detailed_balance(log_pf, log_pb, log_fl_flow - energy, _sink_log_reward(energy, lengths), lengths, complete)
 
 
 def fl_subtrajectory_balance(log_pf, log_pb, log_fl_flow, energy, lengths, lam=0.9, complete=None):
     """SubTB(lam) with log F(s_k) = log F~(s_k) - E(s_k) at every node, and -E(x) (F~ = 1)
     on the sink side of an exit. Shapes as ``fl_detailed_balance``."""
-    return subtrajectory_balance(log_pf, log_pb, log_fl_flow - energy, _sink_log_reward(energy, lengths), lengths,
-                                 lam, complete)
+    return subtrajectory_balance(
+        log_pf, log_pb, log_fl_flow - energy, _sink_log_reward(energy, lengths), lengths, lam, complete
+    )

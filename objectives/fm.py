@@ -1,4 +1,5 @@
 """Flow matching (Bengio et al. 2021a, arXiv 2106.04399)."""
+
 import torch
 
 

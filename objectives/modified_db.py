@@ -1,5 +1,6 @@
 """Modified detailed balance for environments where every state is terminal
 (Deleu et al. 2022, arXiv 2202.13903)."""
+
 import torch
 
 from gflownet.trajectories import transition_masks
@@ -21,6 +22,7 @@ def modified_detailed_balance(log_pf, log_pb, log_pf_exit, state_log_reward, len
     Returns 0 for a batch with no move at all.
     """
     moves, _ = transition_masks(lengths, complete, log_pf.shape[1])
-    residual = (state_log_reward[:, 1:] + log_pb + log_pf_exit[:, :-1]
-                - state_log_reward[:, :-1] - log_pf - log_pf_exit[:, 1:])
+    residual = (
+        state_log_reward[:, 1:] + log_pb + log_pf_exit[:, :-1] - state_log_reward[:, :-1] - log_pf - log_pf_exit[:, 1:]
+    )
     return torch.where(moves, residual, 0.0).pow(2).sum() / moves.sum().clamp_min(1)

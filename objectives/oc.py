@@ -20,6 +20,7 @@ Fine-tuning on a downstream reward R' with the amortised predictor: a network N
 so N is the marginal numerator sum_y R'(y) F(s|y) P_F(s'|s,y), and sampling
 s' ~ N(.|s) / sum N(.|s) is the marginal policy P_F^{R'}.
 """
+
 import torch
 
 from gflownet.objectives.db import detailed_balance

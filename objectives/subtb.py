@@ -1,4 +1,5 @@
 """Sub-trajectory balance SubTB(lambda) (Madan et al. 2023, arXiv 2209.12782)."""
+
 import torch
 
 from gflownet.trajectories import transition_masks

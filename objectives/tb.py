@@ -1,4 +1,5 @@
 """Trajectory balance (Malkin et al. 2022, arXiv 2201.13259) and its VarGrad variant."""
+
 import torch
 
 

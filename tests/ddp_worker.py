@@ -3,6 +3,7 @@ on its share of the batch, then a checkpoint written by rank 0 alone.
 
   RANK=r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=p python tests/ddp_worker.py RUN_DIR
 """
+
 import sys
 from pathlib import Path
 
@@ -25,8 +26,14 @@ def main(run_dir: Path):
     initial = parameters(trainer)
     trainer.train_step()
     traj = trainer.last_trajectories
-    record = {"initial": initial, "after": parameters(trainer), "states": traj.states, "actions": traj.actions,
-              "lengths": traj.lengths, "log_reward": traj.log_reward}
+    record = {
+        "initial": initial,
+        "after": parameters(trainer),
+        "states": traj.states,
+        "actions": traj.actions,
+        "lengths": traj.lengths,
+        "log_reward": traj.log_reward,
+    }
     trainer.train_step()
     if trainer.writes:
         trainer.save_checkpoint()

@@ -1,4 +1,5 @@
 """Checks every environment must pass, shared by the environments' test files."""
+
 import torch
 
 

@@ -1,5 +1,6 @@
 """Helpers shared by the molecule tests: a small GNN training configuration and the
 exact terminal distribution of a small molecule space."""
+
 import torch
 
 from gflownet.config import RunConfig

@@ -1,4 +1,5 @@
 """Reward functions for tests/test_reward_pool.py (importable by worker processes)."""
+
 import os
 import signal
 import time

@@ -1,4 +1,5 @@
 """The Python API reads like the CLI and gives the same run; version and typing markers."""
+
 import subprocess
 import sys
 import tomllib
@@ -17,9 +18,31 @@ SMALL = dict(dim=2, side=4, batch_size=8, trajectories=400, hidden=32)
 
 def test_train_equals_the_cli(tmp_path, capsys):
     run = gflownet.train(env="hypergrid", objective="db", out=tmp_path / "api", **SMALL)
-    assert main(["train", "--env", "hypergrid", "--objective", "db", "--set", "dim=2", "--set", "side=4",
-                 "--batch-size", "8", "--trajectories", "400", "--set", "hidden=32", "--no-progress",
-                 "--out", str(tmp_path / "cli")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--env",
+                "hypergrid",
+                "--objective",
+                "db",
+                "--set",
+                "dim=2",
+                "--set",
+                "side=4",
+                "--batch-size",
+                "8",
+                "--trajectories",
+                "400",
+                "--set",
+                "hidden=32",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "cli"),
+            ]
+        )
+        == 0
+    )
     cli = gflownet.load(tmp_path / "cli")
     for (name, a), (_, b) in zip(run.policy.state_dict().items(), cli.policy.state_dict().items()):
         assert torch.equal(a, b), name
@@ -31,8 +54,16 @@ def test_train_equals_the_cli(tmp_path, capsys):
 
 
 def test_train_without_a_folder_and_qualified_names():
-    run = gflownet.train(env="sets", objective="fl_db", size=6, set_size=3, env__temperature=2.0,
-                         batch_size=8, trajectories=80, hidden=16)
+    run = gflownet.train(
+        env="sets",
+        objective="fl_db",
+        size=6,
+        set_size=3,
+        env__temperature=2.0,
+        batch_size=8,
+        trajectories=80,
+        hidden=16,
+    )
     assert run.path is None and run.config.env_params == {"size": 6, "set_size": 3, "temperature": 2.0}
     assert run.summary["trajectories"] == 80 and "l1" in run.summary
     with pytest.raises(ConfigError, match="needs a run folder"):

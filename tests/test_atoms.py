@@ -1,5 +1,6 @@
 """Atom environment: valence masks by hand, inverses of every move, 10,000
 sanitising samples, and TB through the GNN on the exact distribution of a tiny space."""
+
 import pytest
 import torch
 from rdkit import Chem
@@ -35,7 +36,7 @@ def test_valence_masks_by_hand():
     add_atom = mask[: env.n_add_atom].view(N, E, T)
     # on O (valence 2): C by single or double, O by single or double, F by single only
     assert add_atom[0].tolist() == [[True, True, False], [True, True, False], [True, False, False]]
-    assert not add_atom[1:].any() and not mask[env.n_add_atom: env.exit_action].any() and mask[-1]
+    assert not add_atom[1:].any() and not mask[env.n_add_atom : env.exit_action].any() and mask[-1]
     s = env.step(s, torch.tensor([(0 * E + 0) * T + 1]))  # O=C
     assert env.free_valence(s)[0].tolist() == [0, 2, 0]
     assert Chem.MolToSmiles(env.to_mols(s)[0]) == "C=O"

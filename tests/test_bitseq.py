@@ -1,4 +1,5 @@
 """Bit sequences: the seeded modes, Hamming distances, reward, mode rule, bad input."""
+
 import math
 
 import pytest
@@ -26,7 +27,7 @@ def test_modes_follow_the_seeded_recipe(n):
     g = torch.Generator().manual_seed(3)
     first = blocks[torch.randint(5, (n // 8,), generator=g)].reshape(-1)
     assert torch.equal(modes[0], first)
-    assert all(_bits(m)[i:i + 8] in BLOCKS for m in modes for i in range(0, n, 8))
+    assert all(_bits(m)[i : i + 8] in BLOCKS for m in modes for i in range(0, n, 8))
     assert torch.equal(draw_modes(n, 60, seed=3), modes) and not torch.equal(draw_modes(n, 60, seed=4), modes)
 
 
@@ -47,8 +48,9 @@ def test_words_distances_and_reward_by_hand():
     assert env.decode(states) == [m0, flipped, "1010101010101010"]
     assert states[2].tolist() == [10, 10, 10, 10]  # 1010 is the word 10, most significant bit first
     dist = env.mode_distances(states)
-    brute = torch.tensor([[sum(a != b for a, b in zip(s, _bits(m))) for m in env.modes]
-                          for s in (m0, flipped, "1010101010101010")])
+    brute = torch.tensor(
+        [[sum(a != b for a, b in zip(s, _bits(m))) for m in env.modes] for s in (m0, flipped, "1010101010101010")]
+    )
     assert torch.equal(dist, brute) and dist[0, 0] == 0 and dist[1, 0] == 1
     expected = [-2.0 * int(d) / 16 for d in brute.min(-1).values]
     assert env.log_reward(states).tolist() == pytest.approx(expected)
@@ -69,10 +71,17 @@ def test_dynamics_and_sampling():
     assert ((log_r <= 0) & (log_r >= -10.0)).all()
 
 
-@pytest.mark.parametrize("kwargs,name", [
-    (dict(n=40, k=3), "must divide n"), (dict(n=0), r"\bn\b"), (dict(k=0), r"\bk\b"),
-    (dict(n=8, n_modes=6), "at most 5 modes"), (dict(radius=-1), "radius"), (dict(k=12, n=120), "k must be <= 10"),
-])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        (dict(n=40, k=3), "must divide n"),
+        (dict(n=0), r"\bn\b"),
+        (dict(k=0), r"\bk\b"),
+        (dict(n=8, n_modes=6), "at most 5 modes"),
+        (dict(radius=-1), "radius"),
+        (dict(k=12, n=120), "k must be <= 10"),
+    ],
+)
 def test_bad_parameters(kwargs, name):
     with pytest.raises(ConfigError, match=name):
         BitSequences(**kwargs)

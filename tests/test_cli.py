@@ -1,4 +1,5 @@
 """The command line: the issue's exact commands, and one clear error for each bad input."""
+
 import csv
 import json
 
@@ -27,9 +28,29 @@ def assert_one_line_error(code, err, *words):
 
 def test_train_evaluate_sample(tmp_path, capsys):
     run = tmp_path / "hg"
-    code, out, _ = run_cli(capsys, "train", "--env", "hypergrid", "--objective", "tb", *SMALL, "--seed", "0",
-                           "--set", "r0=0.01", "--set", "hidden=32", "--set", "layers=2", "--set", "lr=1e-3",
-                           "--set", "lr_logz=0.1", "--out", str(run))
+    code, out, _ = run_cli(
+        capsys,
+        "train",
+        "--env",
+        "hypergrid",
+        "--objective",
+        "tb",
+        *SMALL,
+        "--seed",
+        "0",
+        "--set",
+        "r0=0.01",
+        "--set",
+        "hidden=32",
+        "--set",
+        "layers=2",
+        "--set",
+        "lr=1e-3",
+        "--set",
+        "lr_logz=0.1",
+        "--out",
+        str(run),
+    )
     assert code == 0 and "l1" in out
     config = json.loads((run / "config.json").read_text())
     assert config["env_params"] == {"dim": 2, "side": 4, "r0": 0.01}
@@ -52,8 +73,10 @@ def test_train_evaluate_sample(tmp_path, capsys):
 
 def test_config_file_and_plot(tmp_path, capsys):
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("env: hypergrid\nenv_params: {dim: 2, side: 3}\nobjective: db\n"
-                   "model: {hidden: 16}\ntrain: {batch_size: 4, trajectories: 80, log_every: 5}\n")
+    cfg.write_text(
+        "env: hypergrid\nenv_params: {dim: 2, side: 3}\nobjective: db\n"
+        "model: {hidden: 16}\ntrain: {batch_size: 4, trajectories: 80, log_every: 5}\n"
+    )
     code, _, _ = run_cli(capsys, "train", "--config", str(cfg), "--no-progress", "--out", str(tmp_path / "r"))
     assert code == 0
     assert json.loads((tmp_path / "r" / "config.json").read_text())["objective"] == "db"
@@ -62,21 +85,24 @@ def test_config_file_and_plot(tmp_path, capsys):
     assert (tmp_path / "r" / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--env", "hypergird"], ["'hypergird'", "hypergrid"]),
-    (["--objective", "tbb"], ["'tbb'", "tb"]),
-    (["--set", "dim=0"], ["dim", ">= 1", "0"]),
-    (["--set", "side=0"], ["side", ">= 1"]),
-    (["--set", "dim=abc"], ["dim", "'abc'"]),
-    (["--set", "dimm=3"], ["'dimm'", "dim"]),
-    (["--set", "lr"], ["key=value"]),
-    (["--set", "reward=tests.user_rewards:nan_at_origin"], ["nan", "[0, 0]"]),
-    (["--set", "reward=tests.user_rewards:negative"], ["-1.0", ">= 0"]),
-    (["--set", "reward=tests.user_rewards:infinite"], ["inf"]),
-    (["--set", "reward=tests.user_rewards:missing"], ["missing"]),
-    (["--set", "reward=no_such_module:f"], ["no_such_module"]),
-    (["--device", "tpu"], ["tpu"]),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--env", "hypergird"], ["'hypergird'", "hypergrid"]),
+        (["--objective", "tbb"], ["'tbb'", "tb"]),
+        (["--set", "dim=0"], ["dim", ">= 1", "0"]),
+        (["--set", "side=0"], ["side", ">= 1"]),
+        (["--set", "dim=abc"], ["dim", "'abc'"]),
+        (["--set", "dimm=3"], ["'dimm'", "dim"]),
+        (["--set", "lr"], ["key=value"]),
+        (["--set", "reward=tests.user_rewards:nan_at_origin"], ["nan", "[0, 0]"]),
+        (["--set", "reward=tests.user_rewards:negative"], ["-1.0", ">= 0"]),
+        (["--set", "reward=tests.user_rewards:infinite"], ["inf"]),
+        (["--set", "reward=tests.user_rewards:missing"], ["missing"]),
+        (["--set", "reward=no_such_module:f"], ["no_such_module"]),
+        (["--device", "tpu"], ["tpu"]),
+    ],
+)
 def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path, capsys, argv, words):
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", *argv, "--no-progress", "--trajectories", "16", "--out", str(out))
@@ -85,8 +111,9 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path, capsys, argv,
 
 
 def test_zero_reward_is_floored_not_an_error(tmp_path, capsys):
-    code, _, _ = run_cli(capsys, "train", *SMALL, "--set", "reward=tests.user_rewards:zero_far",
-                         "--out", str(tmp_path / "r"))
+    code, _, _ = run_cli(
+        capsys, "train", *SMALL, "--set", "reward=tests.user_rewards:zero_far", "--out", str(tmp_path / "r")
+    )
     assert code == 0
 
 
@@ -104,8 +131,11 @@ def test_truncated_checkpoint_is_refused(tmp_path, capsys):
     assert run_cli(capsys, "train", *SMALL, "--out", str(run))[0] == 0
     ckpt = run / "checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
-    for argv in (["evaluate", str(run)], ["sample", str(run), "--n", "5", "--out", str(tmp_path / "s.csv")],
-                 ["train", *SMALL, "--out", str(run)]):
+    for argv in (
+        ["evaluate", str(run)],
+        ["sample", str(run), "--n", "5", "--out", str(tmp_path / "s.csv")],
+        ["train", *SMALL, "--out", str(run)],
+    ):
         code, _, err = run_cli(capsys, *argv)
         assert_one_line_error(code, err, "checkpoint.pt", "truncated or corrupt")
     assert not (tmp_path / "s.csv").exists()

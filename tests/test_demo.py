@@ -1,4 +1,5 @@
 """`gflownet demo`: writes what it promises, and (slow) learns the four corner modes."""
+
 import json
 
 import pytest
@@ -27,8 +28,12 @@ def test_demo_learns_the_four_corners(tmp_path):
     run = Run.load(out)
     model = terminal_distribution(run.env, policy_log_probs(run.env, run.policy)[0]).view(32, 32)
     target = target_distribution(run.env)[0].view(32, 32)
-    corners = [(slice(0, 8), slice(0, 8)), (slice(0, 8), slice(24, 32)),
-               (slice(24, 32), slice(0, 8)), (slice(24, 32), slice(24, 32))]
+    corners = [
+        (slice(0, 8), slice(0, 8)),
+        (slice(0, 8), slice(24, 32)),
+        (slice(24, 32), slice(0, 8)),
+        (slice(24, 32), slice(24, 32)),
+    ]
     for rows, cols in corners:  # each corner holds its share of the mass, within 20 %
         assert float(model[rows, cols].sum()) == pytest.approx(float(target[rows, cols].sum()), rel=0.2)
     assert json.loads((out / "evaluation.json").read_text())["l1"] < 0.2

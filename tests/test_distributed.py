@@ -1,6 +1,7 @@
 """Data-parallel training (gflownet.distributed): two gloo ranks on CPU take the step a
 single process takes on their trajectories concatenated; rank 0 alone writes the
 checkpoint, and a single process resumes it."""
+
 import os
 import socket
 import subprocess
@@ -37,11 +38,25 @@ def ranks(tmp_path_factory):
     """Run two ranks of tests/ddp_worker.py; their records and the run folder."""
     run_dir = tmp_path_factory.mktemp("ddp")
     port = str(free_port())
-    procs = [subprocess.Popen([sys.executable, str(HERE / "ddp_worker.py"), str(run_dir)],
-                              env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2", "LOCAL_RANK": str(r),
-                                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1",
-                                   "PYTHONPATH": os.getcwd()},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(HERE / "ddp_worker.py"), str(run_dir)],
+            env={
+                **os.environ,
+                "RANK": str(r),
+                "WORLD_SIZE": "2",
+                "LOCAL_RANK": str(r),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": port,
+                "OMP_NUM_THREADS": "1",
+                "PYTHONPATH": os.getcwd(),
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for r in range(2)
+    ]
     for p in procs:
         out, _ = p.communicate(timeout=100)
         assert p.returncode == 0, out

@@ -1,4 +1,5 @@
 """Sequence diversity metrics against hand-computed values."""
+
 import pytest
 import torch
 
@@ -49,7 +50,6 @@ def test_modes_novelty_diversity():
     assert modes_reached(samples, modes, radius=2).tolist() == [True, True, True]
     assert novelty(samples, modes).tolist() == [1, 2]
     assert mean_pairwise_distance(modes) == pytest.approx((4 + 2 + 2) / 3)
-    assert mean_pairwise_distance(_t("kitten", "sitting"),
-                                  lambda a, b: edit_distance(a, b, pad=ENV.pad)) == 3.0
+    assert mean_pairwise_distance(_t("kitten", "sitting"), lambda a, b: edit_distance(a, b, pad=ENV.pad)) == 3.0
     with pytest.raises(ConfigError, match="at least 2"):
         mean_pairwise_distance(modes[:1])

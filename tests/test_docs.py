@@ -1,5 +1,6 @@
 """The documentation site builds in strict mode (a broken link, snippet or reference fails),
 its generated pages follow the code, and it covers every registered name."""
+
 import argparse
 import html
 import os
@@ -21,8 +22,14 @@ DOCS = ROOT / "docs"
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     out = tmp_path_factory.mktemp("site")
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"}, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     return out
 
@@ -48,8 +55,10 @@ def test_pages_render_code_and_pictures(site):
     api = (site / "api" / "index.html").read_text()
     for name in ("gflownet.api.train", "gflownet.run.Run.sample", "gflownet.environments.base.Environment"):
         assert f'id="{name}"' in api, name
-    assert re.search(r'<img alt="Report of a 2-D hypergrid run" src="\.\./assets/report-hypergrid\.png"',
-                     (site / "report" / "index.html").read_text())
+    assert re.search(
+        r'<img alt="Report of a 2-D hypergrid run" src="\.\./assets/report-hypergrid\.png"',
+        (site / "report" / "index.html").read_text(),
+    )
     results = (site / "results" / "hypergrid" / "index.html").read_text()
     assert "../../experiments/hypergrid_objectives.png" in results
     assert (site / "experiments" / "hypergrid_objectives.png").read_bytes()[:4] == b"\x89PNG"
@@ -67,8 +76,10 @@ def test_every_registered_name_has_a_page():
 def test_getting_started_shows_the_readme_commands():
     readme = (ROOT / "README.md").read_text()
     commands = re.findall(r"```bash\n(pip install [^\n]+)\n```", readme)[:2]
-    assert commands == ["pip install torch==2.13.0 -e . && gflownet demo",
-                        "pip install torch==2.13.0 -e '.[dev]' && python -m pytest"]
+    assert commands == [
+        "pip install torch==2.13.0 -e . && gflownet demo",
+        "pip install torch==2.13.0 -e '.[dev]' && python -m pytest",
+    ]
     page = (DOCS / "getting-started.md").read_text()
     assert all(f"```bash\n{c}\n```" in page for c in commands)
     assert commands[1] in (ROOT / ".ci" / "run").read_text().splitlines()

@@ -1,5 +1,6 @@
 """Ehrlich functions: equal to pytorch-holo 0.0.5 on its own fixture (tolerance 0), and
 the environment that masks banned transitions."""
+
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +16,19 @@ from gflownet.policy import Policy
 from gflownet.sampler import sample_forward
 
 FIXTURE = np.load(Path(__file__).parent / "data" / "ehrlich_fixture.npz")  # experiments/peers/ehrlich_fixture.py
-CASES = [(str(name), tuple(config), int(seed)) for name, config in zip(FIXTURE["names"], FIXTURE["configs"])
-         for seed in FIXTURE["seeds"]]
+CASES = [
+    (str(name), tuple(config), int(seed))
+    for name, config in zip(FIXTURE["names"], FIXTURE["configs"])
+    for seed in FIXTURE["seeds"]
+]
 PER_KIND = (len(FIXTURE[f"{CASES[0][0]}_s0_x"]) - 1) // 3  # dmp, uniform, the optimum, mutated optima
 
 
 def _function(config, seed):
     states, length, motifs, motif_length, quantization, epistasis = config
-    return EhrlichFunction(int(states), int(length), int(motifs), int(motif_length), int(quantization),
-                           float(epistasis), seed)
+    return EhrlichFunction(
+        int(states), int(length), int(motifs), int(motif_length), int(quantization), float(epistasis), seed
+    )
 
 
 @pytest.mark.parametrize("name,config,seed", CASES, ids=[f"{c[0]}-s{c[2]}" for c in CASES])
@@ -47,8 +52,13 @@ def test_fixture_exercises_every_branch():
 
 
 def test_banded_mask():
-    assert banded_mask(5, 1).int().tolist() == [[1, 1, 0, 0, 1], [1, 1, 1, 0, 0], [0, 1, 1, 1, 0],
-                                                [0, 0, 1, 1, 1], [1, 0, 0, 1, 1]]
+    assert banded_mask(5, 1).int().tolist() == [
+        [1, 1, 0, 0, 1],
+        [1, 1, 1, 0, 0],
+        [0, 1, 1, 1, 0],
+        [0, 0, 1, 1, 1],
+        [1, 0, 0, 1, 1],
+    ]
 
 
 def test_environment_masks_banned_transitions():
@@ -77,14 +87,20 @@ def test_steps_invert_on_a_small_instance():
     states = env.all_states()
     # parents of infeasible states cannot always take the move back: check only feasible prefixes
     n = env.lengths(states)
-    feasible = torch.stack([env.function.feasible(s[None, :max(int(k), 1)])[0] for s, k in zip(states, n)])
+    feasible = torch.stack([env.function.feasible(s[None, : max(int(k), 1)])[0] for s, k in zip(states, n)])
     check_steps_invert(env, states, reachable=feasible)
 
 
-@pytest.mark.parametrize("kwargs,name", [
-    (dict(num_states=1), "num_states"), (dict(motif_length=1), "motif_length"),
-    (dict(quantization=5), "quantization"), (dict(length=7), "do not fit"), (dict(floor=0), "floor"),
-])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        (dict(num_states=1), "num_states"),
+        (dict(motif_length=1), "motif_length"),
+        (dict(quantization=5), "quantization"),
+        (dict(length=7), "do not fit"),
+        (dict(floor=0), "floor"),
+    ],
+)
 def test_bad_parameters(kwargs, name):
     with pytest.raises(ConfigError, match=name):
         Ehrlich(**kwargs)

@@ -1,4 +1,5 @@
 """The reproduction scripts' quick modes run end to end (their full runs live in experiments/)."""
+
 import json
 import sys
 from pathlib import Path
@@ -45,8 +46,13 @@ def test_bench_molecules_quick(tmp_path):
     import bench_molecules
 
     rows = bench_molecules.main(["--quick", "--out", str(tmp_path)])
-    assert [r["case"] for r in rows] == ["rollout", "rollout+smiles", "rollout+workers(1)", "rollout+workers(2)",
-                                         "train tb/qed"]
+    assert [r["case"] for r in rows] == [
+        "rollout",
+        "rollout+smiles",
+        "rollout+workers(1)",
+        "rollout+workers(2)",
+        "train tb/qed",
+    ]
     assert all(r["per_s"] > 0 for r in rows)
     assert "| rollout | 64 |" in (tmp_path / "bench_molecules_quick.md").read_text()
     assert all(r["per_cpu_s"] is None or r["per_cpu_s"] >= r["per_s"] * 0.9 for r in rows)

@@ -1,4 +1,5 @@
 """Forward-looking objectives: hand values, zero at the exact flows, the pin, bad input."""
+
 import pytest
 import torch
 

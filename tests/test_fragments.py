@@ -1,5 +1,6 @@
 """Fragment environment: masks against a hand count, step/backward inverses, the
 molecule of a state, 10,000 sanitising samples, BRICS vocabularies."""
+
 import pytest
 import torch
 from rdkit import Chem
@@ -29,7 +30,7 @@ def random_states(env, n, seed=0):
 def test_initial_mask_offers_every_usable_block(env):
     mask = env.forward_mask(env.reset(1))[0]
     assert mask[: env.n_attach].sum() == 0 and not mask[env.exit_action]
-    assert mask[env.n_attach: env.exit_action].tolist() == env.vocab.usable
+    assert mask[env.n_attach : env.exit_action].tolist() == env.vocab.usable
     assert sum(env.vocab.usable) == 102  # O=PO, O=S=O and O=P[O-] lack a hydrogen at their stem
 
 

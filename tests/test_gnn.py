@@ -1,6 +1,7 @@
 """The GNN trunk: logits laid out over the graph as the environment's actions say,
 a batch featurised at once, and TB through it reaching the exact target distribution
 of a small fragment space (enumerated here)."""
+
 import pytest
 import torch
 
@@ -47,8 +48,9 @@ def tiny_vocab(tmp_path):
 
 
 def test_tb_with_the_gnn_matches_the_exact_distribution(tiny_vocab):
-    trainer = Trainer(small_config("fragments", {"max_blocks": 2, "vocabulary": tiny_vocab, "reward": "qed",
-                                                 "beta": 4.0}, steps=250))
+    trainer = Trainer(
+        small_config("fragments", {"max_blocks": 2, "vocabulary": tiny_vocab, "reward": "qed", "beta": 4.0}, steps=250)
+    )
     env = trainer.env
     terminals, p0 = exact_terminal_distribution(env, trainer.policy.forward_logits)
     target = env.log_reward(terminals).softmax(0)
@@ -63,14 +65,18 @@ def test_tb_with_the_gnn_matches_the_exact_distribution(tiny_vocab):
 
 def test_temperature_conditioning_learns_every_beta(tiny_vocab):
     """One conditioned policy, trained on beta ~ U[1, 8], matches R^beta at beta = 1 and 8."""
-    trainer = Trainer(small_config("fragments", {"max_blocks": 2, "vocabulary": tiny_vocab, "reward": "qed",
-                                                 "beta": 1.0, "beta_max": 8.0}))
+    trainer = Trainer(
+        small_config(
+            "fragments", {"max_blocks": 2, "vocabulary": tiny_vocab, "reward": "qed", "beta": 1.0, "beta_max": 8.0}
+        )
+    )
     trainer.run()
     env, policy = trainer.env, trainer.policy
     for beta in (1.0, 8.0):
         cond = env.cond_for(beta, 1)
         terminals, p = exact_terminal_distribution(
-            env, lambda features, cond=cond: policy.forward_logits(features, cond.expand(features.num_graphs, -1)))
+            env, lambda features, cond=cond: policy.forward_logits(features, cond.expand(features.num_graphs, -1))
+        )
         target = env.log_reward_cond(terminals, env.cond_for(beta, len(terminals))).softmax(0)
         assert (p - target).abs().sum() < 0.15, beta
     low, high = (env.log_reward_cond(terminals, env.cond_for(b, len(terminals))).softmax(0) for b in (1.0, 8.0))

@@ -1,4 +1,5 @@
 """The hypergrid environment: dynamics, enumeration, reward, bad input."""
+
 import math
 
 import pytest
@@ -8,7 +9,6 @@ import torch
 from gflownet.environments import LOG_REWARD_FLOOR, make_env
 from gflownet.environments.hypergrid import HyperGrid
 from gflownet.errors import ConfigError, RewardError
-
 
 
 def test_shapes_and_sizes():
@@ -28,9 +28,19 @@ def test_masks():
     env = HyperGrid(dim=2, side=3)
     states = torch.tensor([[0, 0], [2, 0], [1, 2], [2, 2], [1, 1]])
     assert env.forward_mask(states).tolist() == [
-        [True, True, True], [False, True, True], [True, False, True], [False, False, True], [True, True, True]]
+        [True, True, True],
+        [False, True, True],
+        [True, False, True],
+        [False, False, True],
+        [True, True, True],
+    ]
     assert env.backward_mask(states).tolist() == [
-        [False, False], [True, False], [True, True], [True, True], [True, True]]
+        [False, False],
+        [True, False],
+        [True, True],
+        [True, True],
+        [True, True],
+    ]
     assert env.is_initial(states).tolist() == [True, False, False, False, False]
 
 
@@ -53,11 +63,24 @@ def test_state_index_all_states_bijection():
 
 
 # Standard reward, dim 2, side 8: a_d = |s_d/7 - 0.5| is 0.5, .357, .214, .071, .071, .214, .357, .5
-@pytest.mark.parametrize("coords,reward", [
-    ((1, 1), 2.6), ((6, 6), 2.6), ((1, 6), 2.6), ((6, 1), 2.6),  # modes: R0 + R1 + R2
-    ((0, 0), 0.6), ((7, 7), 0.6), ((0, 1), 0.6), ((0, 7), 0.6),  # R0 + R1 (outer band, not a mode)
-    ((3, 3), 0.1), ((2, 2), 0.1), ((0, 3), 0.1), ((1, 2), 0.1), ((4, 6), 0.1),  # R0 only
-])
+@pytest.mark.parametrize(
+    "coords,reward",
+    [
+        ((1, 1), 2.6),
+        ((6, 6), 2.6),
+        ((1, 6), 2.6),
+        ((6, 1), 2.6),  # modes: R0 + R1 + R2
+        ((0, 0), 0.6),
+        ((7, 7), 0.6),
+        ((0, 1), 0.6),
+        ((0, 7), 0.6),  # R0 + R1 (outer band, not a mode)
+        ((3, 3), 0.1),
+        ((2, 2), 0.1),
+        ((0, 3), 0.1),
+        ((1, 2), 0.1),
+        ((4, 6), 0.1),  # R0 only
+    ],
+)
 def test_standard_reward_values(coords, reward):
     env = HyperGrid(dim=2, side=8)
     log_r = env.log_reward(torch.tensor([coords]))
@@ -89,8 +112,9 @@ def test_n_modes_is_two_to_the_dim(dim):
     assert torch.allclose(env.log_reward(modes).exp(), torch.full((2**dim,), 2.6), rtol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs", [dict(dim=0), dict(side=0), dict(dim=1.5), dict(side=2.0), dict(dim=-1),
-                                    dict(dim=True), dict(r0=-0.1)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(dim=0), dict(side=0), dict(dim=1.5), dict(side=2.0), dict(dim=-1), dict(dim=True), dict(r0=-0.1)]
+)
 def test_bad_parameters(kwargs):
     with pytest.raises(ConfigError):
         HyperGrid(**kwargs)
@@ -110,6 +134,7 @@ def _bad_at(value, where=(1, 2)):
         r = torch.ones(len(s), dtype=torch.float64)
         hit = (s == torch.tensor(where)).all(-1)
         return torch.where(hit, torch.tensor(value, dtype=torch.float64), r)
+
     return reward
 
 
@@ -132,7 +157,7 @@ def test_user_reward_zero_becomes_floor():
     env = HyperGrid(dim=2, side=3, reward=lambda s: (s[:, 0] * s[:, 1]).double())
     log_r = env.log_reward(env.all_states())
     assert torch.isfinite(log_r).all()
-    zero = (env.all_states().prod(-1) == 0)
+    zero = env.all_states().prod(-1) == 0
     assert (log_r[zero] == LOG_REWARD_FLOOR).all()
     assert log_r[~zero].exp().tolist() == pytest.approx([1, 2, 2, 4], rel=1e-6)
 
@@ -151,5 +176,4 @@ def test_user_reward_large_finite_value_is_accepted():
 def test_user_reward_tiny_positive_value_is_not_floored():
     """Only R = 0 maps to LOG_REWARD_FLOOR: a positive reward keeps its log."""
     env = HyperGrid(dim=1, side=3, reward=lambda s: torch.tensor([1e-30, 1e-25, 1.0], dtype=torch.float64))
-    assert env.log_reward(env.all_states()).tolist() == pytest.approx(
-        [math.log(1e-30), math.log(1e-25), 0.0], rel=1e-5)
+    assert env.log_reward(env.all_states()).tolist() == pytest.approx([math.log(1e-30), math.log(1e-25), 0.0], rel=1e-5)

@@ -1,15 +1,23 @@
 """Exact and sampled evaluation: DP against brute force, distances, Monte Carlo."""
+
 import math
 
 import pytest
 import torch
 
 from gflownet.environments.hypergrid import HyperGrid
-from gflownet.metrics import (distances, exact_flows, exact_metrics, policy_log_probs, sampled_metrics,
-                              target_distribution, terminal_distribution, transitions)
+from gflownet.metrics import (
+    distances,
+    exact_flows,
+    exact_metrics,
+    policy_log_probs,
+    sampled_metrics,
+    target_distribution,
+    terminal_distribution,
+    transitions,
+)
 from gflownet.policy import Policy, masked_log_softmax
 from gflownet.sampler import sample_forward
-
 
 
 F64 = torch.float64
@@ -158,8 +166,11 @@ def test_distances_disjoint_supports():
 # ----------------------------------------------------------------------------------
 # The exact flows give the target
 # ----------------------------------------------------------------------------------
-ENVS = [lambda: HyperGrid(dim=2, side=4), lambda: HyperGrid(dim=3, side=3),
-        lambda: HyperGrid(dim=2, side=5, reward=lambda s: (1 + s[:, 0] * s[:, 1]).double() ** 2)]
+ENVS = [
+    lambda: HyperGrid(dim=2, side=4),
+    lambda: HyperGrid(dim=3, side=3),
+    lambda: HyperGrid(dim=2, side=5, reward=lambda s: (1 + s[:, 0] * s[:, 1]).double() ** 2),
+]
 
 
 @pytest.mark.parametrize("make", ENVS)
@@ -171,8 +182,9 @@ def test_exact_flows_policy_samples_the_target(make, pb):
     if pb == "random":
         g = torch.Generator().manual_seed(3)
         states = env.all_states()
-        log_pb = masked_log_softmax(torch.randn(len(states), env.dim, generator=g, dtype=F64),
-                                    env.backward_mask(states))
+        log_pb = masked_log_softmax(
+            torch.randn(len(states), env.dim, generator=g, dtype=F64), env.backward_mask(states)
+        )
     flows = exact_flows(env, log_pb)
     target, log_z = target_distribution(env)
     assert torch.allclose(terminal_distribution(env, flows.log_pf), target, rtol=0, atol=1e-12)
@@ -283,8 +295,12 @@ def test_monte_carlo_cut_trajectories_match_path_enumeration(k):
     traj = sample_forward(env, policy, n, generator=torch.Generator().manual_seed(6), max_moves=k)
     C = traj.complete
     assert (traj.lengths[~C] == k).all() and (traj.lengths[C] <= k).all()
-    counts = torch.cat([torch.bincount(env.state_index(traj.last_state[C]), minlength=env.n_states),
-                        torch.bincount(env.state_index(traj.last_state[~C]), minlength=env.n_states)]).double()
+    counts = torch.cat(
+        [
+            torch.bincount(env.state_index(traj.last_state[C]), minlength=env.n_states),
+            torch.bincount(env.state_index(traj.last_state[~C]), minlength=env.n_states),
+        ]
+    ).double()
     exact = torch.cat([done, cut])
     assert (counts[exact == 0] == 0).all()
     support = exact > 0

@@ -1,5 +1,6 @@
 """Molecule rewards: values against RDKit and hand-worked numbers, the sEH proxy
 against the original code's scores (fixture), failures scored at the floor."""
+
 import json
 import math
 import sys
@@ -103,7 +104,7 @@ def test_user_callable_and_failures_scored_at_the_floor(user_module_path):
 
 
 def test_command_reward():
-    command = f"{sys.executable} -c \"import sys; [print(len(l.strip())) for l in sys.stdin]\""
+    command = f'{sys.executable} -c "import sys; [print(len(l.strip())) for l in sys.stdin]"'
     assert MoleculeReward(f"cmd:{command}").scores([ASPIRIN, Chem.MolFromSmiles("CCO")]) == [21.0, 3.0]
 
 

@@ -10,6 +10,7 @@ SubTB nodes k = 0..L_b with node L_b's flow := R(x) for a complete trajectory an
 learned log F(s_{L_b}) for an incomplete one; FM: forward logits are log edge flows, exit
 included, and only complete trajectories have a reward-matching term.
 """
+
 import math
 
 import pytest
@@ -29,7 +30,6 @@ from gflownet.objectives.tb import trajectory_balance, vargrad
 from gflownet.policy import Policy, masked_log_softmax
 from gflownet.sampler import sample_backward, sample_forward
 from gflownet.trajectories import Trajectories
-
 
 
 F64 = torch.float64
@@ -128,8 +128,7 @@ def ref_mdb(pf, pb, pf_exit, state_logr, L, C=None):
     for b in range(len(L)):
         n_moves = L[b] - 1 if C[b] else L[b]
         for t in range(n_moves):
-            r = (state_logr[b][t + 1] + pb[b][t] + pf_exit[b][t]
-                 - state_logr[b][t] - pf[b][t] - pf_exit[b][t + 1])
+            r = state_logr[b][t + 1] + pb[b][t] + pf_exit[b][t] - state_logr[b][t] - pf[b][t] - pf_exit[b][t + 1]
             total += r * r
             count += 1
     return total / count if count else 0.0
@@ -146,9 +145,19 @@ def random_batch(seed, lengths=(5, 3, 1, 2), T=None, exit_pb_zero=True, complete
     L = torch.tensor(lengths)
     B, T = len(L), T or max(int(L.max()), 1)
     r = lambda *s: torch.randn(*s, generator=g, dtype=F64)  # noqa: E731
-    batch = dict(log_pf=r(B, T) - 1, log_pb=r(B, T) - 1, log_flow=r(B, T + 1), log_reward=r(B), log_z=r(B),
-                 log_inflow=r(B, T + 1), log_outflow=r(B, T + 1), log_exit_flow=r(B),
-                 log_pf_exit=r(B, T + 1) - 1, state_log_reward=r(B, T + 1), lengths=L)
+    batch = dict(
+        log_pf=r(B, T) - 1,
+        log_pb=r(B, T) - 1,
+        log_flow=r(B, T + 1),
+        log_reward=r(B),
+        log_z=r(B),
+        log_inflow=r(B, T + 1),
+        log_outflow=r(B, T + 1),
+        log_exit_flow=r(B),
+        log_pf_exit=r(B, T + 1) - 1,
+        state_log_reward=r(B, T + 1),
+        lengths=L,
+    )
     C = flags(complete, B)
     assert all(n >= 1 for n, c in zip(lengths, C) if c), "a complete trajectory has at least its exit"
     if complete is not None:
@@ -186,8 +195,7 @@ def call(name, b, lam=0.9):
     if name == "fm":
         return flow_matching(b["log_inflow"], b["log_outflow"], b["log_exit_flow"], b["log_reward"], L, *extra)
     if name == "mdb":
-        return modified_detailed_balance(b["log_pf"], b["log_pb"], b["log_pf_exit"], b["state_log_reward"], L,
-                                         *extra)
+        return modified_detailed_balance(b["log_pf"], b["log_pb"], b["log_pf_exit"], b["state_log_reward"], L, *extra)
     raise KeyError(name)
 
 
@@ -221,10 +229,22 @@ TRANS_INPUTS = {
     "fm": [],
     "mdb": ["log_pf", "log_pb"],
 }
-STATE_INPUTS = {"tb": [], "vargrad": [], "db": ["log_flow"], "subtb": ["log_flow"],
-                "fm": ["log_inflow", "log_outflow"], "mdb": ["log_pf_exit", "state_log_reward"]}
-VEC_INPUTS = {"tb": ["log_reward", "log_z"], "vargrad": ["log_reward"], "db": ["log_reward"],
-              "subtb": ["log_reward"], "fm": ["log_exit_flow", "log_reward"], "mdb": []}
+STATE_INPUTS = {
+    "tb": [],
+    "vargrad": [],
+    "db": ["log_flow"],
+    "subtb": ["log_flow"],
+    "fm": ["log_inflow", "log_outflow"],
+    "mdb": ["log_pf_exit", "state_log_reward"],
+}
+VEC_INPUTS = {
+    "tb": ["log_reward", "log_z"],
+    "vargrad": ["log_reward"],
+    "db": ["log_reward"],
+    "subtb": ["log_reward"],
+    "fm": ["log_exit_flow", "log_reward"],
+    "mdb": [],
+}
 LOSSES = list(TRANS_INPUTS)
 CUT_LOSSES = ["db", "subtb", "fm", "mdb"]  # the losses that accept incomplete trajectories
 
@@ -332,18 +352,53 @@ def test_hand_with_all_complete_flag_equals_no_flag(name):
 HAND_CUT = dict(
     log_pf=t64([[-0.5, -1.0, -0.2], [-0.3, -0.6, 7.0], [5.0, 6.0, 7.0], [-0.4, 8.0, 9.0], [-0.1, 3.0, 4.0]]),
     log_pb=t64([[-0.7, -0.2, 0.0], [-0.9, -0.4, 2.0], [1.0, 2.0, 3.0], [-0.8, 4.0, 5.0], [0.0, 6.0, 7.0]]),
-    log_flow=t64([[0.4, 1.1, 0.6, -9.0], [0.2, 0.5, 1.3, -9.0], [0.6, -9.0, -9.0, -9.0],
-                  [0.1, 0.9, -9.0, -9.0], [0.7, -9.0, -9.0, -9.0]]),
+    log_flow=t64(
+        [
+            [0.4, 1.1, 0.6, -9.0],
+            [0.2, 0.5, 1.3, -9.0],
+            [0.6, -9.0, -9.0, -9.0],
+            [0.1, 0.9, -9.0, -9.0],
+            [0.7, -9.0, -9.0, -9.0],
+        ]
+    ),
     log_reward=t64([1.0, 50.0, 60.0, 70.0, 0.5]),
-    log_inflow=t64([[-3.0, 0.3, 1.0, 9.0], [-3.0, 0.2, -0.5, 9.0], [-3.0, 9.0, 9.0, 9.0],
-                    [-3.0, 1.4, 9.0, 9.0], [-3.0, 9.0, 9.0, 9.0]]),
-    log_outflow=t64([[2.0, 0.8, 1.2, -9.0], [2.0, 0.5, -0.1, -9.0], [2.0, -9.0, -9.0, -9.0],
-                     [2.0, 1.0, -9.0, -9.0], [2.0, -9.0, -9.0, -9.0]]),
+    log_inflow=t64(
+        [
+            [-3.0, 0.3, 1.0, 9.0],
+            [-3.0, 0.2, -0.5, 9.0],
+            [-3.0, 9.0, 9.0, 9.0],
+            [-3.0, 1.4, 9.0, 9.0],
+            [-3.0, 9.0, 9.0, 9.0],
+        ]
+    ),
+    log_outflow=t64(
+        [
+            [2.0, 0.8, 1.2, -9.0],
+            [2.0, 0.5, -0.1, -9.0],
+            [2.0, -9.0, -9.0, -9.0],
+            [2.0, 1.0, -9.0, -9.0],
+            [2.0, -9.0, -9.0, -9.0],
+        ]
+    ),
     log_exit_flow=t64([0.7, 30.0, 30.0, 30.0, 0.2]),
-    log_pf_exit=t64([[-1.2, -0.9, -0.5, 9.0], [-1.0, -0.8, -0.6, 9.0], [-1.1, 9.0, 9.0, 9.0],
-                     [-1.3, -0.7, 9.0, 9.0], [-1.5, 9.0, 9.0, 9.0]]),
-    state_log_reward=t64([[0.2, 0.6, 0.4, -9.0], [0.3, 0.1, 0.5, -9.0], [0.0, -9.0, -9.0, -9.0],
-                          [0.1, 0.2, -9.0, -9.0], [0.4, -9.0, -9.0, -9.0]]),
+    log_pf_exit=t64(
+        [
+            [-1.2, -0.9, -0.5, 9.0],
+            [-1.0, -0.8, -0.6, 9.0],
+            [-1.1, 9.0, 9.0, 9.0],
+            [-1.3, -0.7, 9.0, 9.0],
+            [-1.5, 9.0, 9.0, 9.0],
+        ]
+    ),
+    state_log_reward=t64(
+        [
+            [0.2, 0.6, 0.4, -9.0],
+            [0.3, 0.1, 0.5, -9.0],
+            [0.0, -9.0, -9.0, -9.0],
+            [0.1, 0.2, -9.0, -9.0],
+            [0.4, -9.0, -9.0, -9.0],
+        ]
+    ),
     lengths=torch.tensor([3, 2, 0, 1, 1]),
     complete=torch.tensor([True, False, False, False, True]),
 )
@@ -364,8 +419,7 @@ def test_hand_cut_subtb(lam):
     # traj 0 (complete): nodes 0.4, 1.1, 0.6, R = 1.0 ; steps pf - pb: 0.2, -0.8, exit -0.2 (no pb)
     #   d01 = -0.5, d12 = -0.3, d23 = -0.6, d02 = 0.4 + 0.2 - 0.8 - 0.6 = -0.8,
     #   d13 = 1.1 - 0.8 - 0.2 - 1.0 = -0.9, d03 = 0.4 + 0.2 - 0.8 - 0.2 - 1.0 = -1.4
-    traj0 = ((lam * (0.25 + 0.09 + 0.36) + lam**2 * (0.64 + 0.81) + lam**3 * 1.96)
-             / (3 * lam + 2 * lam**2 + lam**3))
+    traj0 = (lam * (0.25 + 0.09 + 0.36) + lam**2 * (0.64 + 0.81) + lam**3 * 1.96) / (3 * lam + 2 * lam**2 + lam**3)
     # traj 1 (cut): nodes 0.2, 0.5, learned F(s_2) = 1.3 (not R = 50) ; steps 0.6, -0.2
     #   d01 = 0.3, d12 = -1.0, d02 = 0.2 + 0.4 - 1.3 = -0.7
     traj1 = (lam * (0.09 + 1.0) + lam**2 * 0.49) / (2 * lam + lam**2)
@@ -404,12 +458,15 @@ def test_hand_cut_complete_is_keyword_and_last_positional(name):
     L, C = b["lengths"], b["complete"]
     by_keyword = {
         "db": lambda: detailed_balance(b["log_pf"], b["log_pb"], b["log_flow"], b["log_reward"], L, complete=C),
-        "subtb": lambda: subtrajectory_balance(b["log_pf"], b["log_pb"], b["log_flow"], b["log_reward"], L,
-                                               lam=0.9, complete=C),
-        "fm": lambda: flow_matching(b["log_inflow"], b["log_outflow"], b["log_exit_flow"], b["log_reward"], L,
-                                    complete=C),
-        "mdb": lambda: modified_detailed_balance(b["log_pf"], b["log_pb"], b["log_pf_exit"],
-                                                 b["state_log_reward"], L, complete=C),
+        "subtb": lambda: subtrajectory_balance(
+            b["log_pf"], b["log_pb"], b["log_flow"], b["log_reward"], L, lam=0.9, complete=C
+        ),
+        "fm": lambda: flow_matching(
+            b["log_inflow"], b["log_outflow"], b["log_exit_flow"], b["log_reward"], L, complete=C
+        ),
+        "mdb": lambda: modified_detailed_balance(
+            b["log_pf"], b["log_pb"], b["log_pf_exit"], b["state_log_reward"], L, complete=C
+        ),
     }[name]()
     assert by_keyword.item() == pytest.approx(call(name, b).item(), abs=1e-15)
 
@@ -491,8 +548,11 @@ def test_cut_trajectories_ignore_reward_and_exit_flow(name):
     base = call(name, b).item()
     cut = ~b["complete"]
     for junk in (1e3, -1e3, 0.0):
-        changed = {**b, "log_reward": torch.where(cut, junk, b["log_reward"]),
-                   "log_exit_flow": torch.where(cut, -junk, b["log_exit_flow"])}
+        changed = {
+            **b,
+            "log_reward": torch.where(cut, junk, b["log_reward"]),
+            "log_exit_flow": torch.where(cut, -junk, b["log_exit_flow"]),
+        }
         assert call(name, changed).item() == pytest.approx(base, abs=1e-12)
     # ... while the complete trajectory's reward counts (MDB reads no terminal reward at all)
     if name != "mdb":
@@ -524,8 +584,11 @@ def test_a_cut_trajectory_is_its_moves(name):
     else:
         L = full["lengths"].tolist()
         x = as_lists(full)
-        moves = [x["log_flow"][b][t] + x["log_pf"][b][t] - x["log_flow"][b][t + 1] - x["log_pb"][b][t]
-                 for b in range(2) for t in range(L[b] - 1)]
+        moves = [
+            x["log_flow"][b][t] + x["log_pf"][b][t] - x["log_flow"][b][t + 1] - x["log_pb"][b][t]
+            for b in range(2)
+            for t in range(L[b] - 1)
+        ]
         assert call(name, cut).item() == pytest.approx(sum(m * m for m in moves) / len(moves), rel=1e-12)
     assert call(name, cut).item() == pytest.approx(reference(name, cut), rel=1e-10)
 
@@ -682,8 +745,9 @@ def test_losses_positive_away_from_exact_flows_on_cut_trajectories(env_name, pb)
     for b in both(exact_inputs(env, Flows(flows.log_flow + noise, flows.log_pf, flows.log_pb, flows.log_z), tr)):
         for name in ("db", "subtb"):
             assert call(name, b).item() > 1e-4, name
-    wrong_pf = exact_inputs(env, Flows(flows.log_flow, renormalised(env, flows.log_pf, g), flows.log_pb,
-                                       flows.log_z), tr)
+    wrong_pf = exact_inputs(
+        env, Flows(flows.log_flow, renormalised(env, flows.log_pf, g), flows.log_pb, flows.log_z), tr
+    )
     for b in both(wrong_pf):
         for name in CUT_LOSSES:
             assert call(name, b).item() > 1e-4, name
@@ -708,8 +772,9 @@ def test_losses_positive_away_from_exact_flows(env_name, pb):
     wrong_z = exact_inputs(env, Flows(flows.log_flow, flows.log_pf, flows.log_pb, flows.log_z + 0.1), tr)
     assert call("tb", wrong_z).item() == pytest.approx(0.01, rel=1e-6)
     # 2. a different (still normalised) forward policy: TB, VarGrad, MDB, DB, SubTB, FM.
-    wrong_pf = exact_inputs(env, Flows(flows.log_flow, renormalised(env, flows.log_pf, g), flows.log_pb,
-                                       flows.log_z), tr)
+    wrong_pf = exact_inputs(
+        env, Flows(flows.log_flow, renormalised(env, flows.log_pf, g), flows.log_pb, flows.log_z), tr
+    )
     for name in LOSSES:
         assert call(name, wrong_pf).item() > 1e-4, name
     # 3. FM: perturb the edge-flow table (log F(s) + log P_F(a|s)) at legal edges.
@@ -773,8 +838,11 @@ def test_gradcheck_incomplete(name):
 
 def _padding_check(name, b):
     trans_pad, state_pad, vec_pad = padding_masks(b)
-    pads = {**{k: trans_pad for k in TRANS_INPUTS[name]}, **{k: state_pad for k in STATE_INPUTS[name]},
-            **{k: vec_pad for k in VEC_INPUTS[name] if k != "log_z"}}
+    pads = {
+        **{k: trans_pad for k in TRANS_INPUTS[name]},
+        **{k: state_pad for k in STATE_INPUTS[name]},
+        **{k: vec_pad for k in VEC_INPUTS[name] if k != "log_z"},
+    }
     leaves = {k: b[k].clone().requires_grad_(True) for k in inputs_of(name)}
     loss = call(name, {**b, **leaves})
     loss.backward()
@@ -846,9 +914,17 @@ def assert_finite_and_exact(name, b):
         assert torch.isfinite(v.grad).all(), k
 
 
-@pytest.mark.parametrize("mixed", [((0,), (False,)), ((1,), (False,)), ((0, 0, 0), (False,) * 3),
-                                   ((0, 1, 1), (False, False, True)), ((1, 1), (False, True))],
-                         ids=["0i", "1i", "0i-0i-0i", "0i-1i-1c", "1i-1c"])
+@pytest.mark.parametrize(
+    "mixed",
+    [
+        ((0,), (False,)),
+        ((1,), (False,)),
+        ((0, 0, 0), (False,) * 3),
+        ((0, 1, 1), (False, False, True)),
+        ((1, 1), (False, True)),
+    ],
+    ids=["0i", "1i", "0i-0i-0i", "0i-1i-1c", "1i-1c"],
+)
 @pytest.mark.parametrize("name", CUT_LOSSES)
 def test_short_cut_trajectories_are_finite(name, mixed):
     lengths, complete = mixed
@@ -865,8 +941,11 @@ def test_length_one_batch_through_policy_is_finite(name):
     env = HyperGrid(dim=2, side=4)
     policy = _policy_for_all_objectives(env)
     B = 3
-    traj = Trajectories(states=torch.zeros(B, 2, 2, dtype=torch.long),
-                        actions=torch.full((B, 1), env.exit_action), lengths=torch.ones(B, dtype=torch.long))
+    traj = Trajectories(
+        states=torch.zeros(B, 2, 2, dtype=torch.long),
+        actions=torch.full((B, 1), env.exit_action),
+        lengths=torch.ones(B, dtype=torch.long),
+    )
     traj.log_reward = env.log_reward(traj.terminal)
     objective = get_objective(name)
     loss = objective(policy.evaluate(env, traj, objective.needs))
@@ -945,22 +1024,21 @@ def _pure(name, ev):
     if name == "db":
         return detailed_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.log_reward, ev.lengths, ev.complete)
     if name == "subtb":
-        return subtrajectory_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.log_reward, ev.lengths, 0.9,
-                                     ev.complete)
+        return subtrajectory_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.log_reward, ev.lengths, 0.9, ev.complete)
     if name == "fm":
-        return flow_matching(ev.log_inflow, ev.log_outflow, ev.log_exit_flow, ev.log_reward, ev.lengths,
-                             ev.complete)
+        return flow_matching(ev.log_inflow, ev.log_outflow, ev.log_exit_flow, ev.log_reward, ev.lengths, ev.complete)
     if name == "mdb":
-        return modified_detailed_balance(ev.log_pf, ev.log_pb, ev.log_pf_exit, ev.state_log_reward, ev.lengths,
-                                         ev.complete)
+        return modified_detailed_balance(
+            ev.log_pf, ev.log_pb, ev.log_pf_exit, ev.state_log_reward, ev.lengths, ev.complete
+        )
     if name == "fl_db":
         return fl_detailed_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.state_energy, ev.lengths, ev.complete)
     if name == "fl_subtb":
-        return fl_subtrajectory_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.state_energy, ev.lengths, 0.9,
-                                        ev.complete)
+        return fl_subtrajectory_balance(
+            ev.log_pf, ev.log_pb, ev.log_flow, ev.state_energy, ev.lengths, 0.9, ev.complete
+        )
     if name == "oc_db":
-        return teleported_detailed_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.log_reward, ev.lengths,
-                                           ev.complete)
+        return teleported_detailed_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.log_reward, ev.lengths, ev.complete)
     raise AssertionError(f"no direct reference for {name}: add it here")
 
 

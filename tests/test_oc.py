@@ -1,6 +1,7 @@
 """Outcome-conditioned GFlowNets: the losses against hand-worked values, the exact marginal
 policy against R'/Z' by DP, the success rate of a hand-made policy, replay with hindsight,
 pretraining and fine-tuning on a tiny grid."""
+
 import math
 
 import pytest
@@ -9,8 +10,15 @@ import torch
 from gflownet.config import RunConfig
 from gflownet.environments import HyperGrid
 from gflownet.errors import ConfigError
-from gflownet.finetune import (Amortised, ExactMarginal, edge_reachability, initialise_from, marginal_log_pf,
-                               reachable_after, visit_log_flows)
+from gflownet.finetune import (
+    Amortised,
+    ExactMarginal,
+    edge_reachability,
+    initialise_from,
+    marginal_log_pf,
+    reachable_after,
+    visit_log_flows,
+)
 from gflownet.metrics import distances, exact_flows, target_distribution, terminal_distribution
 from gflownet.objectives.oc import amortised_finetune_loss, outcome_log_reward, teleported_detailed_balance
 from gflownet.policy import Policy
@@ -42,8 +50,7 @@ def test_amortised_loss_against_hand_values():
     log_n = torch.tensor([0.5, -1.0])
     log_q = torch.tensor([[-0.1, -2.0], [-0.3, -0.3]])
     log_target = torch.tensor([[0.2, -1.0], [-1.5, -2.0]])
-    expected = ((0.5 - 0.1 - 0.2) ** 2 + (0.5 - 2.0 + 1.0) ** 2 + (-1.0 - 0.3 + 1.5) ** 2
-                + (-1.0 - 0.3 + 2.0) ** 2) / 4
+    expected = ((0.5 - 0.1 - 0.2) ** 2 + (0.5 - 2.0 + 1.0) ** 2 + (-1.0 - 0.3 + 1.5) ** 2 + (-1.0 - 0.3 + 2.0) ** 2) / 4
     assert amortised_finetune_loss(log_n, log_q, log_target).item() == pytest.approx(expected, rel=1e-6)
 
 
@@ -89,8 +96,7 @@ def test_reachability_after_moves_and_exits():
     actions = torch.tensor([0, 2, 2])  # a move along 0, two exits
     outcomes = torch.tensor([[1, 0], [2, 0], [2, 2], [0, 2]])
     reach = reachable_after(env, states, actions, outcomes)
-    assert reach.tolist() == [[False, True, True, False], [True, False, False, False],
-                              [False, False, True, False]]
+    assert reach.tolist() == [[False, True, True, False], [True, False, False, False], [False, False, True, False]]
 
 
 def uniform_conditional_policy(env):
@@ -232,13 +238,18 @@ def test_exact_marginal_on_a_tree_of_sequences():
 
     env = Sequences(alphabet="ABC", max_length=3, min_length=2)
     outcomes = env.all_outcomes()
-    tables = [exact_flows(Sequences(alphabet="ABC", max_length=3, min_length=2,
-                                    reward=lambda x, y=y: (x == y).all(-1).double())) for y in outcomes]
+    tables = [
+        exact_flows(
+            Sequences(alphabet="ABC", max_length=3, min_length=2, reward=lambda x, y=y: (x == y).all(-1).double())
+        )
+        for y in outcomes
+    ]
     log_pf_y = torch.stack([t.log_pf for t in tables], 1)
     log_flow_y = torch.stack([t.log_flow for t in tables], 1)
     downstream = Sequences(alphabet="ABC", max_length=3, min_length=2, seed=3)
-    log_pf = marginal_log_pf(log_pf_y, log_flow_y, downstream.log_reward(outcomes).double(),
-                             edge_reachability(env, outcomes))
+    log_pf = marginal_log_pf(
+        log_pf_y, log_flow_y, downstream.log_reward(outcomes).double(), edge_reachability(env, outcomes)
+    )
     target, _ = target_distribution(downstream)
     assert distances(terminal_distribution(env, log_pf), target)["l1"] < 1e-9
 

@@ -1,5 +1,6 @@
 """The OC-GFN command line: pretrain -> finetune (every method) -> sample on a tiny grid, the
 checkpoint's device mapping, and one clear error for each bad input."""
+
 import csv
 import json
 
@@ -13,8 +14,21 @@ from gflownet.oc_runs import load_sampler
 from gflownet.pretrain import load_pretrained
 from test_cli import assert_one_line_error, run_cli
 
-TINY = ["--env", "hypergrid", "--set", "dim=2", "--set", "side=3", "--set", "hidden=16", "--batch-size", "8",
-        "--trajectories", "80", "--no-progress"]
+TINY = [
+    "--env",
+    "hypergrid",
+    "--set",
+    "dim=2",
+    "--set",
+    "side=3",
+    "--set",
+    "hidden=16",
+    "--batch-size",
+    "8",
+    "--trajectories",
+    "80",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +41,33 @@ def pre(tmp_path_factory):
 def test_pretrain_writes_a_run_with_success_rates(pre):
     assert json.loads((pre / "oc.json").read_text())["log_floor"] == -5
     assert json.loads((pre / "config.json").read_text())["objective"] == "oc_db"
-    evals = [json.loads(line) for line in (pre / "metrics.jsonl").read_text().splitlines()
-             if json.loads(line)["kind"] == "eval"]
+    evals = [
+        json.loads(line)
+        for line in (pre / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["kind"] == "eval"
+    ]
     assert evals and 0 <= evals[-1]["success_rate"] <= 1 and "train_success_rate" in evals[-1]
 
 
 @pytest.mark.parametrize("method", ["exact", "exact_visits", "amortised", "continue", "scratch"])
 def test_finetune_then_sample(pre, tmp_path, capsys, method):
     ft = tmp_path / method
-    code, out, err = run_cli(capsys, "finetune", str(pre), "--reward", "tests.user_rewards:corner", "--method", method,
-                             "--trajectories", "32", "--batch-size", "8", "--no-progress", "--out", str(ft))
+    code, out, err = run_cli(
+        capsys,
+        "finetune",
+        str(pre),
+        "--reward",
+        "tests.user_rewards:corner",
+        "--method",
+        method,
+        "--trajectories",
+        "32",
+        "--batch-size",
+        "8",
+        "--no-progress",
+        "--out",
+        str(ft),
+    )
     assert code == 0, err
     summary = json.loads((ft / "summary.json").read_text())
     assert summary["method"] == method and 0 <= summary["l1"] <= 2
@@ -103,8 +134,27 @@ def test_bad_inputs_give_one_clear_error(pre, tmp_path, capsys):
     code, _, err = run_cli(capsys, "finetune", str(plain), "--out", ft)
     assert_one_line_error(code, err, "not an outcome-conditioned pretraining checkpoint")
     tf = tmp_path / "tf"
-    assert main(["pretrain", "--env", "tfbind8", "--set", "hidden=8", "--batch-size", "4", "--trajectories", "4",
-                 "--set", "success_samples=4", "--no-progress", "--out", str(tf)]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "--env",
+                "tfbind8",
+                "--set",
+                "hidden=8",
+                "--batch-size",
+                "4",
+                "--trajectories",
+                "4",
+                "--set",
+                "success_samples=4",
+                "--no-progress",
+                "--out",
+                str(tf),
+            ]
+        )
+        == 0
+    )
     for method in ("exact", "amortised"):  # 87,381 states x 65,536 outcomes: refused, not an out-of-memory
         code, _, err = run_cli(capsys, "finetune", str(tf), "--method", method, "--out", ft)
         assert_one_line_error(code, err, "outcomes")

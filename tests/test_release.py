@@ -1,5 +1,6 @@
 """Release hygiene: the sdist and the wheel build, the wheel holds every module and data
 file, and installed alone in a fresh virtual environment it runs the demo outside the tree."""
+
 import json
 import os
 import subprocess
@@ -13,8 +14,14 @@ SOURCES = {"gflownet": "gflownet", "gflownet/environments": "environments", "gfl
 
 
 def run(*argv, **kw):
-    done = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}, **kw)
+    done = subprocess.run(
+        [str(a) for a in argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+        **kw,
+    )
     assert done.returncode == 0, (argv, done.stdout[-2000:], done.stderr[-3000:])
     return done.stdout
 
@@ -46,8 +53,9 @@ def test_wheel_installs_and_runs_the_demo(tmp_path):
     run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "--quiet", wheel)
     work = tmp_path / "elsewhere"
     work.mkdir()
-    where = run(python, "-c", "import gflownet.environments as e, gflownet; print(e.__file__, gflownet.__version__)",
-                cwd=work)
+    where = run(
+        python, "-c", "import gflownet.environments as e, gflownet; print(e.__file__, gflownet.__version__)", cwd=work
+    )
     assert where.startswith(str(venv)), where  # the wheel, not the source tree
     assert run(venv / "bin" / "gflownet", "--version", cwd=work).strip() == f"gflownet {where.split()[1]}"
     run(venv / "bin" / "gflownet", "demo", "--trajectories", "640", "--out", "demo", "--no-progress", cwd=work)

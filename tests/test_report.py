@@ -1,4 +1,5 @@
 """`gflownet report`: a self-contained page with exact figures, the family hook, and a real browser."""
+
 import base64
 import importlib.util
 import re
@@ -48,8 +49,13 @@ def test_report_is_self_contained(grid_run, capsys):
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(images) == 3  # training curves, reward histogram, heat maps (the hypergrid section)
     assert all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
-    for heading in ("Metrics", "Training curves", "Rewards", "Target and learned distribution",
-                    "Top 5 distinct samples"):
+    for heading in (
+        "Metrics",
+        "Training curves",
+        "Rewards",
+        "Target and learned distribution",
+        "Top 5 distinct samples",
+    ):
         assert f"<h2>{heading}</h2>" in page
     assert page.count("<tr>") >= 5 + 1
 
@@ -116,7 +122,7 @@ def test_molecule_section_draws_the_best_distinct_molecules():
     env = FragmentEnv(max_blocks=2, reward="qed")
     blocks = [0, 1, 3]  # benzene, methanol, formaldehyde (blocks 1 and 2 are both CO)
     x = torch.tensor([[[b, -1, -1], [-1, -1, -1]] for b in blocks + [1]])  # single-block molecules, one twice
-    (title, body), = molecule_sections(SimpleNamespace(env=env), x, env.log_reward(x))
+    ((title, body),) = molecule_sections(SimpleNamespace(env=env), x, env.log_reward(x))
     smiles = [Chem.MolToSmiles(Chem.MolFromSmiles(env.vocab.smiles[b])) for b in blocks]
     qed = {s: QED.qed(Chem.MolFromSmiles(s)) for s in smiles}
     best = sorted(set(smiles), key=lambda s: -qed[s])

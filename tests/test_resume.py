@@ -1,4 +1,5 @@
 """Kill a training run, resume it: it ends exactly where an uninterrupted run ends."""
+
 import json
 import os
 import signal
@@ -13,9 +14,31 @@ from gflownet import checkpoint
 from gflownet.config import RunConfig
 from gflownet.trainer import Trainer
 
-ARGS = ["--set", "dim=3", "--set", "side=5", "--set", "hidden=64", "--set", "checkpoint_every=20",
-        "--set", "log_every=10", "--set", "eval_every=800", "--set", "epsilon=0.1",
-        "--objective", "subtb", "--batch-size", "8", "--trajectories", "8000", "--seed", "3", "--no-progress"]
+ARGS = [
+    "--set",
+    "dim=3",
+    "--set",
+    "side=5",
+    "--set",
+    "hidden=64",
+    "--set",
+    "checkpoint_every=20",
+    "--set",
+    "log_every=10",
+    "--set",
+    "eval_every=800",
+    "--set",
+    "epsilon=0.1",
+    "--objective",
+    "subtb",
+    "--batch-size",
+    "8",
+    "--trajectories",
+    "8000",
+    "--seed",
+    "3",
+    "--no-progress",
+]
 
 
 def train_cmd(out):
@@ -28,8 +51,10 @@ def final_parameters(run):
 
 def metric_lines(run):
     """metrics.jsonl without the wall-clock field."""
-    return [{k: v for k, v in json.loads(line).items() if k != "traj_per_s"}
-            for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in json.loads(line).items() if k != "traj_per_s"}
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+    ]
 
 
 def test_killed_run_resumes_to_the_same_parameters(tmp_path):

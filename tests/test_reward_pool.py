@@ -1,5 +1,6 @@
 """The reward pool (gflownet.reward_pool): every score comes back, in order, when a
 worker is killed mid-batch; a reward that keeps failing is scored at the floor."""
+
 import os
 import sys
 from pathlib import Path
@@ -18,8 +19,12 @@ from pool_rewards import FailsOn, KillOnce  # noqa: E402
 @pytest.fixture(scope="module")
 def ray_instance():
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(HERE), os.getcwd()])}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(HERE), os.getcwd()])}},
+    )
     yield ray
     ray.shutdown()
 

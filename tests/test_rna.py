@@ -1,6 +1,7 @@
 """RNA binding: reference values (ViennaRNA 2.7.2, tests/data/rna_reference.json, a copy of
 the task's reference file), targets, the conserved variant, caching and the pool, the
 training transform, prefix energies, and clear errors."""
+
 import json
 import sys
 from pathlib import Path
@@ -39,8 +40,9 @@ def test_two_targets_and_transform():
     f = env.fitness(env.encode(seqs))
     expected = [(v["RNA1"]["f"] + v["RNA2"]["f"]) / 2 for v in REFERENCE["visible"]]
     assert f.tolist() == pytest.approx(expected, abs=1e-6)
-    assert env.log_reward(env.encode(seqs)).tolist() == pytest.approx([2.0 * torch.tensor(e).log().item()
-                                                                       for e in expected], abs=1e-5)
+    assert env.log_reward(env.encode(seqs)).tolist() == pytest.approx(
+        [2.0 * torch.tensor(e).log().item() for e in expected], abs=1e-5
+    )
     assert env.is_mode(env.encode(seqs)).tolist() == [False] * 5
     assert RNABinding(mode_threshold=0.6, workers=0).is_mode(env.encode(seqs)).tolist() == [False] * 4 + [True]
 
@@ -67,8 +69,9 @@ def test_prefix_energy():
     target = REFERENCE["targets"]["RNA1"]
     norm13 = duplex_energies([(revcomp(target), target)])[0] * 13 / len(target)
     f13 = duplex_energies([(target, "GCCCCGCCGGAAU")])[0] / norm13
-    assert energy.tolist() == pytest.approx([0.0, -8 * torch.tensor(f13).log().item(),
-                                             -env.log_reward(full).item()], abs=1e-4)
+    assert energy.tolist() == pytest.approx(
+        [0.0, -8 * torch.tensor(f13).log().item(), -env.log_reward(full).item()], abs=1e-4
+    )
     assert env.has_energy
 
 
@@ -81,10 +84,16 @@ def test_conserved_region():
     assert f[0] == 0 and f[1] > 0 and env.decode(x[1:])[0][21:41] == CONSERVED[1]
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(targets="RNA9"), "unknown target 'RNA9'"), (dict(targets="RNA1,XX"), "unknown target 'XX'"),
-    (dict(length=14, conserved=True), "length >= 41"), (dict(length=0), "length"), (dict(workers=-1), "workers"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(targets="RNA9"), "unknown target 'RNA9'"),
+        (dict(targets="RNA1,XX"), "unknown target 'XX'"),
+        (dict(length=14, conserved=True), "length >= 41"),
+        (dict(length=0), "length"),
+        (dict(workers=-1), "workers"),
+    ],
+)
 def test_bad_parameters(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         RNABinding(**kwargs)

@@ -1,4 +1,5 @@
 """Rollouts (forward and backward), Policy.evaluate, and the Trajectories batch."""
+
 import math
 from collections import Counter
 
@@ -10,7 +11,6 @@ from gflownet.metrics import terminal_distribution
 from gflownet.policy import Policy, masked_log_softmax
 from gflownet.sampler import sample_backward, sample_forward
 from gflownet.trajectories import Trajectories
-
 
 
 ALL_NEEDS = frozenset({"log_pb", "log_flow", "log_z", "edge_flows", "log_pf_exit", "state_log_reward"})
@@ -79,8 +79,7 @@ def biased_policy(env, exit_logit=20.0):
 
 def uniform_pf_terminal(env):
     states = env.all_states()
-    log_pf = masked_log_softmax(torch.zeros(len(states), env.n_actions, dtype=torch.float64),
-                                env.forward_mask(states))
+    log_pf = masked_log_softmax(torch.zeros(len(states), env.n_actions, dtype=torch.float64), env.forward_mask(states))
     return terminal_distribution(env, log_pf)
 
 
@@ -140,8 +139,9 @@ def test_sample_forward_paths_agree(monkeypatch, batch, max_moves):
     runs = []
     for per_trajectory in (0, env.n_states):  # no table, then always a table
         monkeypatch.setattr(sampler, "TABLE_STATES_PER_TRAJECTORY", per_trajectory)
-        runs.append(sample_forward(env, policy, batch, epsilon=0.2, temperature=1.5, generator=gen(7),
-                                   max_moves=max_moves))
+        runs.append(
+            sample_forward(env, policy, batch, epsilon=0.2, temperature=1.5, generator=gen(7), max_moves=max_moves)
+        )
     check_legal(env, runs[1], tight=max_moves is None)  # a cut batch may end on a column of padding
     assert torch.equal(runs[0].actions, runs[1].actions) and torch.equal(runs[0].states, runs[1].states)
     assert torch.equal(runs[0].is_complete, runs[1].is_complete)
@@ -173,12 +173,12 @@ def check_cut(env, full, cut, max_moves):
         exit_only = L_full - 1 == k_b and not env.forward_mask(full.states[b, k_b][None])[0, :-1].any()
         if L_full - 1 < k_b or exit_only:  # exited (after L_full - 1 moves) before the cut, or had to
             assert c and L == L_full, (b, L_full, k_b, L, c)
-            assert torch.equal(cut.states[b, :L + 1], full.states[b, :L + 1])
+            assert torch.equal(cut.states[b, : L + 1], full.states[b, : L + 1])
             assert torch.equal(cut.actions[b, :L], full.actions[b, :L])
             assert torch.equal(cut.last_state[b], full.terminal[b])
         else:
             assert not c and L == k_b, (b, L_full, k_b, L, c)
-            assert torch.equal(cut.states[b, :L + 1], full.states[b, :L + 1])
+            assert torch.equal(cut.states[b, : L + 1], full.states[b, : L + 1])
             assert torch.equal(cut.actions[b, :L], full.actions[b, :L])
             assert (cut.actions[b, L:] == env.exit_action).all()
             assert torch.equal(cut.last_state[b], full.states[b, L])
@@ -362,7 +362,7 @@ def naive(env, policy, traj):
     out["log_exit_flow"] = torch.full((B,), math.nan)
 
     def heads(s, b):
-        cond = None if traj.cond is None else traj.cond[b:b + 1]
+        cond = None if traj.cond is None else traj.cond[b : b + 1]
         fwd, bwd, flow = policy.heads(env.featurize(s[None]), cond)
         if bwd is None:
             bwd = torch.zeros(1, env.n_backward_actions)
@@ -458,8 +458,14 @@ def test_evaluate_matches_naive(backward, path, cut):
         check_mixed(traj)
     ev = policy.evaluate(env, traj, ALL_NEEDS)
     ref = naive(env, policy, traj)
-    compare(env, policy, traj, ev, ref, ["log_pf", "log_pb", "log_flow", "log_pf_exit", "state_log_reward",
-                                         "log_inflow", "log_outflow"])
+    compare(
+        env,
+        policy,
+        traj,
+        ev,
+        ref,
+        ["log_pf", "log_pb", "log_flow", "log_pf_exit", "state_log_reward", "log_inflow", "log_outflow"],
+    )
     C = traj.is_complete  # a cut trajectory has no exit: its exit flow is never read
     assert ev.log_exit_flow.shape == (len(traj),) and torch.isfinite(ev.log_exit_flow).all()
     assert torch.allclose(ev.log_exit_flow[C], ref["log_exit_flow"][C], atol=1e-5)
@@ -486,7 +492,7 @@ def check_cut_evaluation(env, policy, traj, ev):
             continue
         s_prev, s_last, a = traj.states[b, L - 1], traj.states[b, L], int(traj.actions[b, L - 1])
         assert a != env.exit_action and torch.equal(s_last, traj.last_state[b])
-        cond = None if traj.cond is None else traj.cond[b:b + 1]
+        cond = None if traj.cond is None else traj.cond[b : b + 1]
         fwd, bwd, flow = policy.heads(env.featurize(s_last[None]), cond)
         if bwd is None:
             bwd = torch.zeros(1, env.n_backward_actions)
@@ -560,10 +566,10 @@ def test_pad_to_keeps_semantics():
     T = traj.max_length
     padded = traj.pad_to(T + 3, env.exit_action)
     assert padded.max_length == T + 3 and padded.states.shape[1] == T + 4
-    assert torch.equal(padded.states[:, :T + 1], traj.states)
+    assert torch.equal(padded.states[:, : T + 1], traj.states)
     assert torch.equal(padded.actions[:, :T], traj.actions)
     assert (padded.actions[:, T:] == env.exit_action).all()
-    assert (padded.states[:, T + 1:] == traj.terminal[:, None]).all()
+    assert (padded.states[:, T + 1 :] == traj.terminal[:, None]).all()
     assert torch.equal(padded.lengths, traj.lengths) and torch.equal(padded.terminal, traj.terminal)
     assert torch.equal(padded.mask[:, :T], traj.mask) and not padded.mask[:, T:].any()
     assert torch.equal(padded.log_reward, traj.log_reward)
@@ -582,7 +588,7 @@ def test_padding_does_not_change_evaluation():
         if k in PER_STATE:
             m = state_mask(traj)
             assert getattr(b, k).shape[1] == T + 3, k
-            assert torch.allclose(getattr(b, k)[:, :T + 1][m], getattr(a, k)[m], atol=1e-6), k
+            assert torch.allclose(getattr(b, k)[:, : T + 1][m], getattr(a, k)[m], atol=1e-6), k
         else:
             assert torch.allclose(getattr(b, k)[:, :T][traj.mask], getattr(a, k)[traj.mask], atol=1e-6), k
     assert torch.allclose(a.log_exit_flow, b.log_exit_flow, atol=1e-6)
@@ -603,7 +609,7 @@ def test_cat_keeps_semantics():
     check_legal(env, both)
     for part, rows in ((short, slice(0, 2)), (long, slice(2, 8))):
         T = part.max_length
-        assert torch.equal(both.states[rows, :T + 1], part.states)
+        assert torch.equal(both.states[rows, : T + 1], part.states)
         assert torch.equal(both.actions[rows, :T], part.actions)
     ev_both = policy.evaluate(env, both, ALL_NEEDS)
     ev_long = policy.evaluate(env, long, ALL_NEEDS)
@@ -613,8 +619,9 @@ def test_cat_keeps_semantics():
     assert Trajectories.cat([short, sample_forward(env, policy, 3)], env.exit_action).log_reward is None
     c1 = Trajectories(short.states, short.actions, short.lengths, cond=torch.zeros(2, 2))
     c2 = Trajectories(long.states, long.actions, long.lengths, cond=torch.ones(6, 2))
-    assert torch.equal(Trajectories.cat([c1, c2], env.exit_action).cond,
-                       torch.cat([torch.zeros(2, 2), torch.ones(6, 2)]))
+    assert torch.equal(
+        Trajectories.cat([c1, c2], env.exit_action).cond, torch.cat([torch.zeros(2, 2), torch.ones(6, 2)])
+    )
 
 
 def test_cat_combines_the_complete_flags():
@@ -641,7 +648,7 @@ def test_cat_combines_the_complete_flags():
     assert torch.equal(ev_both.complete, both.complete)
     assert torch.allclose(ev_both.log_pb[5:, :T][cut.mask], ev_cut.log_pb[cut.mask], atol=1e-6)
     m = state_mask(cut)
-    assert torch.allclose(ev_both.log_flow[5:, :T + 1][m], ev_cut.log_flow[m], atol=1e-6)
+    assert torch.allclose(ev_both.log_flow[5:, : T + 1][m], ev_cut.log_flow[m], atol=1e-6)
 
 
 def test_pad_to_keeps_cut_trajectories():
@@ -651,7 +658,7 @@ def test_pad_to_keeps_cut_trajectories():
     padded = traj.pad_to(T + 2, env.exit_action)
     assert torch.equal(padded.complete, traj.complete)
     assert torch.equal(padded.last_state, traj.last_state)
-    assert (padded.states[:, T + 1:] == traj.last_state[:, None]).all()
+    assert (padded.states[:, T + 1 :] == traj.last_state[:, None]).all()
     check_legal(env, padded, tight=False)
 
 
@@ -666,7 +673,7 @@ def test_padding_does_not_change_evaluation_of_cut_trajectories():
         assert torch.allclose(getattr(b, k)[:, :T][traj.mask], getattr(a, k)[traj.mask], atol=1e-6), k
     m = state_mask(traj)
     for k in PER_STATE:
-        assert torch.allclose(getattr(b, k)[:, :T + 1][m], getattr(a, k)[m], atol=1e-6), k
+        assert torch.allclose(getattr(b, k)[:, : T + 1][m], getattr(a, k)[m], atol=1e-6), k
 
 
 @pytest.mark.parametrize("path", ["dedup", "no_dedup"])
@@ -679,8 +686,9 @@ def test_evaluate_cut_batch_without_padding_column(path):
     policy = Policy(env, hidden=16, flow=True)
     traj = sampled(env, policy, max_moves=2)
     T = int(traj.lengths.max())
-    traj = Trajectories(traj.states[:, :T + 1], traj.actions[:, :T], traj.lengths, traj.log_reward,
-                        complete=traj.complete)
+    traj = Trajectories(
+        traj.states[:, : T + 1], traj.actions[:, :T], traj.lengths, traj.log_reward, complete=traj.complete
+    )
     assert T == 2 and ((traj.lengths == T) & ~traj.complete).any()
     check_legal(env, traj)
     ev = policy.evaluate(env, traj, ALL_NEEDS)

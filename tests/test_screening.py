@@ -1,4 +1,5 @@
 """Screening: filters, dedup, sphere exclusion, summary and files, on hand-made sets."""
+
 import csv
 
 import pytest
@@ -33,7 +34,7 @@ def test_sphere_exclusion_respects_the_similarity_bound():
     chosen = screening.diverse_top(cands, 3, max_similarity=0.3)
     assert chosen[0].smiles == "Oc1ccccc1"  # the best comes first
     for i, a in enumerate(chosen):
-        for b in chosen[i + 1:]:
+        for b in chosen[i + 1 :]:
             assert DataStructs.TanimotoSimilarity(a.fp, b.fp) <= 0.3
     assert len(chosen) == 3
 
@@ -60,12 +61,54 @@ def test_sample_command_writes_the_screening_files(tmp_path, capsys):
     from gflownet.cli import main
 
     run = tmp_path / "frag"
-    assert main(["train", "--env", "fragments", "--set", "max_blocks=3", "--set", "hidden=16", "--set", "threads=1",
-                 "--set", "reward=0.5*qed+0.5*sa", "--batch-size", "16", "--trajectories", "32", "--no-progress",
-                 "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--env",
+                "fragments",
+                "--set",
+                "max_blocks=3",
+                "--set",
+                "hidden=16",
+                "--set",
+                "threads=1",
+                "--set",
+                "reward=0.5*qed+0.5*sa",
+                "--batch-size",
+                "16",
+                "--trajectories",
+                "32",
+                "--no-progress",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     out_csv, out_sdf = tmp_path / "cands.csv", tmp_path / "cands.sdf"
-    assert main(["sample", str(run), "--n", "200", "--out", str(out_csv), "--sdf", str(out_sdf), "--unique",
-                 "--filter", "qed>0.2,sa<6", "--diverse-top", "20", "--max-similarity", "0.4"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(run),
+                "--n",
+                "200",
+                "--out",
+                str(out_csv),
+                "--sdf",
+                str(out_sdf),
+                "--unique",
+                "--filter",
+                "qed>0.2,sa<6",
+                "--diverse-top",
+                "20",
+                "--max-similarity",
+                "0.4",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "unique_fraction" in printed and "mean_pairwise_tanimoto" in printed and "modes" in printed
     rows = list(csv.DictReader(out_csv.open()))

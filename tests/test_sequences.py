@@ -1,5 +1,6 @@
 """Sequence environments: append-only (a tree) and prepend-or-append (a DAG), the
 bigram reward, enumeration, bad input, and exact L1 after short training."""
+
 import math
 
 import pytest
@@ -37,12 +38,12 @@ def test_shapes_and_masks_prepend_append():
     env = PrependAppendSequences(alphabet="AB", max_length=3)
     assert (env.n_actions, env.exit_action, env.n_backward_actions) == (5, 4, 2)
     # the same states in an environment that may stop earlier (encode checks lengths)
-    states = torch.cat([env.reset(1), PrependAppendSequences(alphabet="AB", max_length=3, min_length=1).encode(
-        ["B", "AB", "BAB"])])
+    states = torch.cat(
+        [env.reset(1), PrependAppendSequences(alphabet="AB", max_length=3, min_length=1).encode(["B", "AB", "BAB"])]
+    )
     assert env.decode(states) == ["", "B", "AB", "BAB"]
     # no prepend on the empty sequence; exit only at full length (fixed length 3)
-    assert env.forward_mask(states).tolist() == [[T, T, F, F, F], [T, T, T, T, F], [T, T, T, T, F],
-                                                 [F, F, F, F, T]]
+    assert env.forward_mask(states).tolist() == [[T, T, F, F, F], [T, T, T, T, F], [T, T, T, T, F], [F, F, F, F, T]]
     assert env.backward_mask(states).tolist() == [[F, F], [T, F], [T, T], [T, T]]
     # append A, prepend B / remove last, remove first
     ab = states[2:3]
@@ -70,7 +71,7 @@ def test_steps_invert_and_enumeration(cls, alphabet, max_length, min_length):
 
 
 def test_parents_in_the_dag():
-    """"AC" has two parents (A, C); "AA" has two edges into the same parent; "A" one edge."""
+    """ "AC" has two parents (A, C); "AA" has two edges into the same parent; "A" one edge."""
     env = PrependAppendSequences(alphabet="ACGT", max_length=4, min_length=1)
     states = env.encode(["AC", "AA", "A"])
     mask = env.backward_mask(states)
@@ -102,19 +103,33 @@ def test_user_scorer_sees_only_states_that_may_exit():
     env = Sequences(alphabet="AB", max_length=3, min_length=2, reward=count_a)
     log_r = env.log_reward(env.all_states())
     assert (env.lengths(torch.cat(seen)) >= 2).all() and not env.has_energy
-    assert env.log_partition() == pytest.approx(math.log(sum(1 + s.count("A") for s in
-                                                             ["AA", "AB", "BA", "BB", "AAA", "AAB", "ABA", "ABB",
-                                                              "BAA", "BAB", "BBA", "BBB"])), abs=1e-6)
+    assert env.log_partition() == pytest.approx(
+        math.log(
+            sum(
+                1 + s.count("A")
+                for s in ["AA", "AB", "BA", "BB", "AAA", "AAB", "ABA", "ABB", "BAA", "BAB", "BBA", "BBB"]
+            )
+        ),
+        abs=1e-6,
+    )
     assert int((log_r == -50.0).sum()) == 3  # "", "A", "B"
 
 
-@pytest.mark.parametrize("kwargs,name", [
-    (dict(alphabet="A"), "alphabet"), (dict(alphabet="AAB"), "alphabet"), (dict(alphabet=1), "alphabet"),
-    (dict(alphabet=2.5), "alphabet"), (dict(max_length=0), "max_length"), (dict(max_length=3, min_length=4),
-                                                                            "min_length"),
-    (dict(min_length=0), "min_length"), (dict(beta=-1), "beta"), (dict(seed="x"), "seed"),
-    (dict(reward="nomodule"), "module:function"),
-])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        (dict(alphabet="A"), "alphabet"),
+        (dict(alphabet="AAB"), "alphabet"),
+        (dict(alphabet=1), "alphabet"),
+        (dict(alphabet=2.5), "alphabet"),
+        (dict(max_length=0), "max_length"),
+        (dict(max_length=3, min_length=4), "min_length"),
+        (dict(min_length=0), "min_length"),
+        (dict(beta=-1), "beta"),
+        (dict(seed="x"), "seed"),
+        (dict(reward="nomodule"), "module:function"),
+    ],
+)
 def test_bad_parameters(kwargs, name):
     with pytest.raises(ConfigError, match=name):
         Sequences(**kwargs)
@@ -150,13 +165,13 @@ def test_exact_flows_sample_the_target(cls):
     env = cls(alphabet="ACG", max_length=4, min_length=2)
     states = env.all_states()
     g = torch.Generator().manual_seed(0)
-    log_pb = masked_log_softmax(torch.randn(len(states), env.n_backward_actions, generator=g, dtype=torch.float64),
-                                env.backward_mask(states))
+    log_pb = masked_log_softmax(
+        torch.randn(len(states), env.n_backward_actions, generator=g, dtype=torch.float64), env.backward_mask(states)
+    )
     flows = exact_flows(env, log_pb)
     target, log_z = target_distribution(env)
     assert float((terminal_distribution(env, flows.log_pf) - target).abs().sum()) < 1e-10
-    assert flows.log_z == pytest.approx(env.log_partition(), abs=1e-5) and log_z == pytest.approx(flows.log_z,
-                                                                                                  abs=1e-5)
+    assert flows.log_z == pytest.approx(env.log_partition(), abs=1e-5) and log_z == pytest.approx(flows.log_z, abs=1e-5)
 
 
 def test_sample_forward_and_backward():

@@ -1,5 +1,6 @@
 """The set-generation environment: dynamics, energies, enumeration, exact log Z, and
 the generic machinery (exact DP, sampling, training, CLI) running on it."""
+
 import csv
 import itertools
 import json
@@ -23,7 +24,6 @@ from gflownet.trainer import Trainer
 F64 = torch.float64
 
 
-
 def test_shapes_and_sizes():
     env = SetGeneration(size=12, set_size=6)
     assert env.n_actions == 13 and env.exit_action == 12 and env.n_backward_actions == 12
@@ -41,10 +41,8 @@ def test_masks():
     env = SetGeneration(size=4, set_size=2)
     states = torch.tensor([[0, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 1], [1, 1, 1, 0]])
     T, F = True, False
-    assert env.forward_mask(states).tolist() == [
-        [T, T, T, T, F], [F, T, T, T, F], [F, F, F, F, T], [F, F, F, F, F]]
-    assert env.backward_mask(states).tolist() == [
-        [F, F, F, F], [T, F, F, F], [T, F, F, T], [T, T, T, F]]
+    assert env.forward_mask(states).tolist() == [[T, T, T, T, F], [F, T, T, T, F], [F, F, F, F, T], [F, F, F, F, F]]
+    assert env.backward_mask(states).tolist() == [[F, F, F, F], [T, F, F, F], [T, F, F, T], [T, T, T, F]]
     assert env.is_initial(states).tolist() == [T, F, F, F]
 
 
@@ -91,8 +89,7 @@ def test_energy_and_reward_of_partial_and_full_sets():
     states[2, [0, 5, 11]] = 1
     energy = env.log_energy(states)
     assert energy.shape == (3,)
-    assert energy.tolist() == pytest.approx([0.0, float(e[2] + e[7]) / 0.5, float(e[0] + e[5] + e[11]) / 0.5],
-                                            abs=1e-6)
+    assert energy.tolist() == pytest.approx([0.0, float(e[2] + e[7]) / 0.5, float(e[0] + e[5] + e[11]) / 0.5], abs=1e-6)
     assert torch.equal(env.log_reward(states), -energy)
 
 
@@ -121,12 +118,21 @@ def test_indexable_but_not_enumerable_above_size_20():
         big.state_index(big.reset(1))
 
 
-@pytest.mark.parametrize("kwargs,name", [
-    (dict(size=0), r"\bsize\b"), (dict(size=1.5), r"\bsize\b"), (dict(size=True), r"\bsize\b"),
-    (dict(set_size=0), "set_size"), (dict(size=4, set_size=5), "set_size"), (dict(set_size=2.0), "set_size"),
-    (dict(temperature=0), "temperature"), (dict(temperature=-1.0), "temperature"),
-    (dict(temperature="hot"), "temperature"), (dict(seed=1.5), "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        (dict(size=0), r"\bsize\b"),
+        (dict(size=1.5), r"\bsize\b"),
+        (dict(size=True), r"\bsize\b"),
+        (dict(set_size=0), "set_size"),
+        (dict(size=4, set_size=5), "set_size"),
+        (dict(set_size=2.0), "set_size"),
+        (dict(temperature=0), "temperature"),
+        (dict(temperature=-1.0), "temperature"),
+        (dict(temperature="hot"), "temperature"),
+        (dict(seed=1.5), "seed"),
+    ],
+)
 def test_bad_parameters(kwargs, name):
     with pytest.raises(ConfigError, match=name):
         SetGeneration(**kwargs)
@@ -157,7 +163,8 @@ def test_log_partition_large_universe(temperature):
     coef = np.ones(1)
     for lw in log_w:
         coef = np.polynomial.polynomial.polymul(
-            coef, [math.comb(10, j) * math.exp(j * (lw - shift)) for j in range(11)])
+            coef, [math.comb(10, j) * math.exp(j * (lw - shift)) for j in range(11)]
+        )
     assert math.isfinite(log_z)
     assert log_z == pytest.approx(math.log(coef[80]) + 80 * shift, abs=1e-9)
     best = float(-np.sort(env.energies.double().numpy())[:80].sum() / temperature)
@@ -249,13 +256,31 @@ def test_make_env():
 
 def test_cli_train_evaluate_sample(tmp_path, capsys):
     run = tmp_path / "sets"
-    code = main(["train", "--env", "sets", "--set", "size=8", "--set", "set_size=4", "--set", "env.temperature=0.5",
-                 "--set", "hidden=32", "--batch-size", "8", "--trajectories", "160", "--no-progress",
-                 "--out", str(run)])
+    code = main(
+        [
+            "train",
+            "--env",
+            "sets",
+            "--set",
+            "size=8",
+            "--set",
+            "set_size=4",
+            "--set",
+            "env.temperature=0.5",
+            "--set",
+            "hidden=32",
+            "--batch-size",
+            "8",
+            "--trajectories",
+            "160",
+            "--no-progress",
+            "--out",
+            str(run),
+        ]
+    )
     out, _ = capsys.readouterr()
     assert code == 0 and "l1" in out
-    assert json.loads((run / "config.json").read_text())["env_params"] == {"size": 8, "set_size": 4,
-                                                                            "temperature": 0.5}
+    assert json.loads((run / "config.json").read_text())["env_params"] == {"size": 8, "set_size": 4, "temperature": 0.5}
     assert main(["evaluate", str(run), "--json", "--samples", "200"]) == 0
     assert json.loads(capsys.readouterr()[0])["n_samples"] == 200
     assert main(["sample", str(run), "--n", "50", "--out", str(run / "samples.csv")]) == 0

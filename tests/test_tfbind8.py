@@ -1,4 +1,5 @@
 """TF Bind 8: the vendored table, the reward rules, the greedy modes, exact DP."""
+
 import math
 
 import pytest
@@ -13,8 +14,15 @@ from gflownet.metrics import exact_flows, target_distribution, terminal_distribu
 from gflownet.trainer import Trainer
 
 # rows of the source table (design-bench tf_bind_8-SIX6_REF_R1-{x,y}.npy), read once by hand
-SOURCE_ROWS = {"AAAAAAAA": 0.5247495174407959, "AAAAAAAC": 0.36651134490966797, "AAATTGTC": 0.38295263051986694,
-               "TTCGGAGT": 0.4360182285308838, "TTTTAAAA": 0.6796169281005859, "AGGTATCA": 1.0, "GGCCGGCC": 0.0}
+SOURCE_ROWS = {
+    "AAAAAAAA": 0.5247495174407959,
+    "AAAAAAAC": 0.36651134490966797,
+    "AAATTGTC": 0.38295263051986694,
+    "TTCGGAGT": 0.4360182285308838,
+    "TTTTAAAA": 0.6796169281005859,
+    "AGGTATCA": 1.0,
+    "GGCCGGCC": 0.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +31,7 @@ def env():
 
 
 def _all_8mers(env):
-    return env.all_states()[-4**8:]
+    return env.all_states()[-(4**8) :]
 
 
 def test_vendored_table(env):
@@ -49,7 +57,8 @@ def test_reward_rules(env):
     assert env.log_partition() == pytest.approx(math.log(float(load_binding().double().sum())), abs=1e-6)
     user = TFBind8(reward="user_rewards:count_first_token")
     assert user.reward_name == "user" and user.log_reward(states).tolist() == pytest.approx(
-        [math.log(1 + (s[0] == "A")) for s in SOURCE_ROWS], abs=1e-6)
+        [math.log(1 + (s[0] == "A")) for s in SOURCE_ROWS], abs=1e-6
+    )
 
 
 def test_partial_states_get_the_floor(env):

@@ -1,4 +1,5 @@
 """Loggers: TensorBoard events and an offline W&B run hold exactly the metrics.jsonl values."""
+
 import json
 import sys
 
@@ -8,8 +9,24 @@ from gflownet.cli import main
 from gflownet.errors import ConfigError
 from gflownet.tracking import parse_loggers
 
-TRAIN = ["train", "--set", "dim=2", "--set", "side=4", "--batch-size", "8", "--trajectories", "160",
-         "--set", "hidden=16", "--set", "log_every=5", "--set", "eval_every=40", "--no-progress"]
+TRAIN = [
+    "train",
+    "--set",
+    "dim=2",
+    "--set",
+    "side=4",
+    "--batch-size",
+    "8",
+    "--trajectories",
+    "160",
+    "--set",
+    "hidden=16",
+    "--set",
+    "log_every=5",
+    "--set",
+    "eval_every=40",
+    "--no-progress",
+]
 
 
 def records(run, kind):
@@ -39,8 +56,13 @@ def test_wandb_offline_run(tmp_path, monkeypatch):
     (log,) = offline.glob("run-*.wandb")  # protobuf records; metric values are stored as JSON text
     data = log.read_bytes()
     last_train, last_eval = records(run, "train")[-1], records(run, "eval")[-1]
-    for text in ("train/loss", "eval/l1", json.dumps(last_train["loss"]), json.dumps(last_eval["l1"]),
-                 json.dumps(json.loads((run / "config.json").read_text())["model"], separators=(",", ":"))):
+    for text in (
+        "train/loss",
+        "eval/l1",
+        json.dumps(last_train["loss"]),
+        json.dumps(last_eval["l1"]),
+        json.dumps(json.loads((run / "config.json").read_text())["model"], separators=(",", ":")),
+    ):
         assert text.encode() in data, text
 
 

@@ -1,5 +1,6 @@
 """Transformer trunks over partial sequences: masks, causality, conditioning, batching,
 registration, and exact L1 after short training."""
+
 import pytest
 import torch
 
@@ -46,7 +47,7 @@ def test_causal_reads_the_last_real_token():
     features = env.featurize(_states(env))
     before = trunk(features)
     with torch.no_grad():
-        trunk.embed.weight[:, :env.pad] += 1.0
+        trunk.embed.weight[:, : env.pad] += 1.0
     after = trunk(features)
     assert torch.allclose(after[0], before[0], atol=1e-6) and not torch.allclose(after[1:], before[1:])
 

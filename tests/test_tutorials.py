@@ -2,6 +2,7 @@
 program (snippets of examples/ expanded as MkDocs does). An examples/ script is the
 source of a tutorial: its code must be wholly shown by the pages, so running the
 pages runs it. A new page is a new test."""
+
 import ast
 import re
 from pathlib import Path
@@ -23,7 +24,7 @@ def section(path: str, name: str | None) -> str:
     if name:
         start = lines.index(next(line for line in lines if line.endswith(f"--8<-- [start:{name}]")))
         end = lines.index(next(line for line in lines if line.endswith(f"--8<-- [end:{name}]")))
-        lines = lines[start + 1:end]
+        lines = lines[start + 1 : end]
     return "\n".join(line for line in lines if "--8<-- [" not in line)
 
 
@@ -41,7 +42,8 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 
 def test_the_collector_finds_the_tutorials():
     assert {"own-environment.md", "python-api.md", "pretrain-finetune.md", "screen-molecules.md"} <= {
-        p.name for p in PAGES}
+        p.name for p in PAGES
+    }
     assert {"beads.py", "hypergrid_api.py", "pretrain_finetune.py", "screen_molecules.py"} <= {p.name for p in EXAMPLES}
 
 

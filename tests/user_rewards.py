@@ -1,5 +1,6 @@
 """Reward functions over hypergrid coordinates, good and bad, for the tests
 (given to the CLI as ``--set reward=tests.user_rewards:NAME``)."""
+
 import torch
 
 
