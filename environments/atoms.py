@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from gflownet.environments.base import Environment
+from gflownet.environments.base import Environment, checked_int
 from gflownet.environments.molrewards import TemperatureConditioning, make_reward, per_distinct_state
 from gflownet.errors import ConfigError
 
@@ -62,8 +62,7 @@ class AtomEnv(TemperatureConditioning, Environment):
         beta_max: float = 0.0,
         device: str | torch.device = "cpu",
     ):
-        if not isinstance(max_atoms, int) or isinstance(max_atoms, bool) or max_atoms < 1:
-            raise ConfigError(f"atoms: max_atoms must be an integer >= 1, got {max_atoms!r}")
+        checked_int("atoms", "max_atoms", max_atoms)
         self.elements = [e.strip() for e in str(elements).split(",") if e.strip()]
         if not self.elements or len(set(self.elements)) != len(self.elements):
             raise ConfigError(f"atoms: elements must be distinct symbols separated by commas, got {elements!r}")

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from gflownet.errors import RewardError
+from gflownet.errors import ConfigError, RewardError
 
 #: log R used where a reward is exactly 0 (R = 0 is legal; log 0 is not).
 #: exp(-50) ~ 2e-22: far below any reward a user would compare with.
@@ -41,6 +41,13 @@ def checked_log(reward: torch.Tensor, states: torch.Tensor, who: str) -> torch.T
             "rewards must be finite and >= 0"
         )
     return torch.where(reward > 0, reward.log(), LOG_REWARD_FLOOR).to(torch.float32)
+
+
+def checked_int(who: str, name: str, value, minimum: int = 1) -> int:
+    """``value`` if it is an integer >= ``minimum`` (not a bool), else a ConfigError naming ``who``'s ``name``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{who}: {name} must be an integer >= {minimum}, got {value!r}")
+    return value
 
 
 def unit_moves(n: int, device: str | torch.device = "cpu") -> torch.Tensor:

@@ -31,7 +31,8 @@ import math
 
 import torch
 
-from gflownet.environments.sequences import Sequences, _positive_int
+from gflownet.environments.base import checked_int
+from gflownet.environments.sequences import Sequences
 from gflownet.errors import ConfigError
 
 BLOCKS = ("00000000", "11111111", "11110000", "00001111", "00111100")
@@ -67,16 +68,16 @@ class BitSequences(Sequences):
         seed: int = 0,
         device: str | torch.device = "cpu",
     ):
-        _positive_int("bitseq", "n", n)
-        _positive_int("bitseq", "k", k)
-        _positive_int("bitseq", "n_modes", n_modes)
+        checked_int("bitseq", "n", n)
+        checked_int("bitseq", "k", k)
+        checked_int("bitseq", "n_modes", n_modes)
         if n % k:
             raise ConfigError(f"bitseq: the word size k ({k}) must divide n ({n})")
         if k > 10:
             raise ConfigError(f"bitseq: k must be <= 10 (2^k actions), got {k}")
         if n_modes > 5 ** math.ceil(n / 8):  # distinct strings of blocks (an upper bound after a cut)
             raise ConfigError(f"bitseq: n = {n} allows at most {5 ** math.ceil(n / 8)} modes, asked for {n_modes}")
-        self.radius = n // 5 if radius is None else _positive_int("bitseq", "radius", radius, 0)
+        self.radius = n // 5 if radius is None else checked_int("bitseq", "radius", radius, 0)
         self.n, self.k = n, k
         super().__init__(
             alphabet=[format(v, f"0{k}b") for v in range(2**k)], max_length=n // k, beta=beta, seed=seed, device=device

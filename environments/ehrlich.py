@@ -34,8 +34,8 @@ import math
 
 import torch
 
-from gflownet.environments.base import LOG_REWARD_FLOOR
-from gflownet.environments.sequences import Sequences, _positive_int
+from gflownet.environments.base import LOG_REWARD_FLOOR, checked_int
+from gflownet.environments.sequences import Sequences
 from gflownet.errors import ConfigError
 
 
@@ -96,8 +96,8 @@ class EhrlichFunction:
             ("num_motifs", num_motifs),
             ("motif_length", motif_length),
         ):
-            _positive_int("ehrlich", name, value, 2 if name in ("num_states", "motif_length") else 1)
-        quantization = motif_length if quantization is None else _positive_int("ehrlich", "quantization", quantization)
+            checked_int("ehrlich", name, value, 2 if name in ("num_states", "motif_length") else 1)
+        quantization = motif_length if quantization is None else checked_int("ehrlich", "quantization", quantization)
         if quantization > motif_length:
             raise ConfigError(f"ehrlich: quantization ({quantization}) must be <= motif_length ({motif_length})")
         slack = length - num_motifs * motif_length

@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import torch
 
-from gflownet.environments.base import Environment
+from gflownet.environments.base import Environment, checked_int
 from gflownet.environments.molrewards import MoleculeReward, TemperatureConditioning, make_reward, per_distinct_state
 from gflownet.environments.vocabulary import Vocabulary
-from gflownet.errors import ConfigError
 
 BLOCK, PARENT, PARENT_STEM = 0, 1, 2
 
@@ -49,8 +48,7 @@ class FragmentEnv(TemperatureConditioning, Environment):
         beta_max: float = 0.0,
         device: str | torch.device = "cpu",
     ):
-        if not isinstance(max_blocks, int) or isinstance(max_blocks, bool) or max_blocks < 1:
-            raise ConfigError(f"fragments: max_blocks must be an integer >= 1, got {max_blocks!r}")
+        checked_int("fragments", "max_blocks", max_blocks)
         self.vocab = Vocabulary.seh_105() if vocabulary == "seh_105" else Vocabulary.from_json(vocabulary)
         self.reward: MoleculeReward = make_reward(reward, beta=beta, targets=targets)
         self.device = torch.device(device)

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from gflownet.environments.base import Environment, checked_log, unit_moves
+from gflownet.environments.base import Environment, checked_int, checked_log, unit_moves
 from gflownet.config import load_callable
 from gflownet.errors import ConfigError
 
@@ -39,9 +39,8 @@ class HyperGrid(Environment):
         reward: str | Callable | None = None,
         device: str | torch.device = "cpu",
     ):
-        for name, value in (("dim", dim), ("side", side)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"hypergrid: {name} must be an integer >= 1, got {value!r}")
+        checked_int("hypergrid", "dim", dim)
+        checked_int("hypergrid", "side", side)
         if min(r0, r1, r2) < 0:
             raise ConfigError(f"hypergrid: r0, r1, r2 must be >= 0, got {r0}, {r1}, {r2}")
         self.dim, self.side, self.r0, self.r1, self.r2 = dim, side, float(r0), float(r1), float(r2)

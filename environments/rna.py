@@ -34,7 +34,8 @@ from importlib import resources
 
 import torch
 
-from gflownet.environments.sequences import Sequences, _positive_int
+from gflownet.environments.base import checked_int
+from gflownet.environments.sequences import Sequences
 from gflownet.errors import ConfigError
 
 ALPHABET = "ACGU"
@@ -133,10 +134,10 @@ class RNABinding(Sequences):
                 f"rna: unknown target {unknown[0] if unknown else targets!r} "
                 f"(known: {', '.join(known)}; two targets as 'RNA1,RNA2')"
             )
-        _positive_int("rna", "length", length)
+        checked_int("rna", "length", length)
         if conserved and length < CONSERVED[0] + len(CONSERVED[1]):
             raise ConfigError(f"rna: the conserved region needs length >= 41, got {length}")
-        _positive_int("rna", "workers", workers, 0)
+        checked_int("rna", "workers", workers, 0)
         super().__init__(alphabet=ALPHABET, max_length=length, beta=beta, device=device)
         self.target_names, self.conserved, self.mode_threshold = names, bool(conserved), float(mode_threshold)
         self.scorer_f = BindingScorer([known[t] for t in names], self.conserved, workers)

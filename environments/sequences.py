@@ -35,24 +35,18 @@ from typing import Callable
 import torch
 
 from gflownet.config import load_callable
-from gflownet.environments.base import LOG_REWARD_FLOOR, Environment, checked_log
+from gflownet.environments.base import LOG_REWARD_FLOOR, Environment, checked_int, checked_log
 from gflownet.errors import ConfigError
 
 _MAX_ENUMERABLE = 1 << 22
 _MAX_INDEX = (1 << 63) - 1
 
 
-def _positive_int(who: str, name: str, value, minimum: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{who}: {name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def _symbols(who: str, alphabet) -> list[str]:
     """The alphabet's symbols: the characters of a string, a list of distinct strings,
     or "0".."V-1" for a size V."""
     if isinstance(alphabet, int) and not isinstance(alphabet, bool):
-        return [str(v) for v in range(_positive_int(who, "alphabet", alphabet, 2))]
+        return [str(v) for v in range(checked_int(who, "alphabet", alphabet, 2))]
     symbols = list(alphabet) if isinstance(alphabet, (str, list, tuple)) else []
     if len(symbols) < 2 or len(set(symbols)) != len(symbols) or not all(isinstance(s, str) and s for s in symbols):
         raise ConfigError(
@@ -79,8 +73,8 @@ class Sequences(Environment):
     ):
         who = self.name
         self.symbols = _symbols(who, alphabet)
-        self.max_length = _positive_int(who, "max_length", max_length)
-        self.min_length = max_length if min_length is None else _positive_int(who, "min_length", min_length)
+        self.max_length = checked_int(who, "max_length", max_length)
+        self.min_length = max_length if min_length is None else checked_int(who, "min_length", min_length)
         if self.min_length > self.max_length:
             raise ConfigError(f"{who}: min_length ({min_length}) must be <= max_length ({max_length})")
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:

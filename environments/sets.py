@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from gflownet.environments.base import Environment, unit_moves
+from gflownet.environments.base import Environment, checked_int, unit_moves
 from gflownet.errors import ConfigError
 
 _MAX_ENUMERABLE = 20  # 2^20 states
@@ -41,9 +41,8 @@ class SetGeneration(Environment):
         seed: int = 0,
         device: str | torch.device = "cpu",
     ):
-        for name, value in (("size", size), ("set_size", set_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"sets: {name} must be an integer >= 1, got {value!r}")
+        checked_int("sets", "size", size)
+        checked_int("sets", "set_size", set_size)
         if set_size > size:
             raise ConfigError(f"sets: set_size must be <= size ({size}), got {set_size}")
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
