@@ -26,7 +26,8 @@ from __future__ import annotations
 import torch
 
 from gflownet.environments.base import Environment, checked_int
-from gflownet.environments.molrewards import TemperatureConditioning, make_reward, per_distinct_state
+from gflownet.environments.molpool import MoleculeScoring
+from gflownet.environments.molrewards import TemperatureConditioning, make_reward
 from gflownet.errors import ConfigError
 
 N_ORDERS = 3
@@ -47,7 +48,7 @@ def default_valences(elements: list[str]) -> list[int]:
     return out
 
 
-class AtomEnv(TemperatureConditioning, Environment):
+class AtomEnv(MoleculeScoring, TemperatureConditioning, Environment):
     """Molecules of at most ``max_atoms`` heavy atoms of ``elements``; R given by ``reward``."""
 
     default_arch = "gnn"
@@ -60,6 +61,7 @@ class AtomEnv(TemperatureConditioning, Environment):
         beta: float = 1.0,
         targets: str = "",
         beta_max: float = 0.0,
+        reward_workers: int = 0,
         device: str | torch.device = "cpu",
     ):
         checked_int("atoms", "max_atoms", max_atoms)
@@ -70,6 +72,9 @@ class AtomEnv(TemperatureConditioning, Environment):
         self.reward = make_reward(reward, beta=beta, targets=targets)
         self.device = torch.device(device)
         self._init_conditioning(beta_max)
+        self._init_scoring(
+            reward_workers, dict(elements=elements, max_atoms=max_atoms, reward=reward, beta=beta, targets=targets)
+        )
         N, E, T = max_atoms, len(self.elements), N_ORDERS
         self.max_atoms = N
         self.n_add_atom, self.n_add_bond = N * E * T, N * N * T
@@ -225,13 +230,6 @@ class AtomEnv(TemperatureConditioning, Environment):
             Chem.SanitizeMol(out)
             mols.append(out)
         return mols
-
-    def log_reward(self, states):
-        return per_distinct_state(states, lambda x: self.reward.log_reward(self.to_mols(x)).to(x.device))
-
-    def log_energy(self, states):
-        """E(s) = -log R(molecule of s); 0 for the empty state (forward-looking objectives)."""
-        return torch.where(self.n_atoms(states) > 0, -self.log_reward(states), 0.0)
 
     def object_columns(self):
         return ["smiles"]

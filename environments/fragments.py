@@ -27,13 +27,14 @@ from __future__ import annotations
 import torch
 
 from gflownet.environments.base import Environment, checked_int
-from gflownet.environments.molrewards import MoleculeReward, TemperatureConditioning, make_reward, per_distinct_state
+from gflownet.environments.molpool import MoleculeScoring
+from gflownet.environments.molrewards import MoleculeReward, TemperatureConditioning, make_reward
 from gflownet.environments.vocabulary import Vocabulary
 
 BLOCK, PARENT, PARENT_STEM = 0, 1, 2
 
 
-class FragmentEnv(TemperatureConditioning, Environment):
+class FragmentEnv(MoleculeScoring, TemperatureConditioning, Environment):
     """Molecules of at most ``max_blocks`` fragments; R given by ``reward`` (``molrewards``)."""
 
     default_arch = "gnn"
@@ -46,6 +47,7 @@ class FragmentEnv(TemperatureConditioning, Environment):
         beta: float = 1.0,
         targets: str = "",
         beta_max: float = 0.0,
+        reward_workers: int = 0,
         device: str | torch.device = "cpu",
     ):
         checked_int("fragments", "max_blocks", max_blocks)
@@ -53,6 +55,10 @@ class FragmentEnv(TemperatureConditioning, Environment):
         self.reward: MoleculeReward = make_reward(reward, beta=beta, targets=targets)
         self.device = torch.device(device)
         self._init_conditioning(beta_max)
+        self._init_scoring(
+            reward_workers,
+            dict(max_blocks=max_blocks, vocabulary=vocabulary, reward=reward, beta=beta, targets=targets),
+        )
         self.max_blocks, V, S = max_blocks, len(self.vocab), self.vocab.max_stems
         self.n_blocks, self.n_stems_max = V, S
         self.n_attach = max_blocks * S * V
@@ -155,14 +161,6 @@ class FragmentEnv(TemperatureConditioning, Environment):
         free = self.free_stems(states).cpu().tolist()
         rows = states.cpu().tolist()
         return [assemble(self.vocab, row, free[i]) for i, row in enumerate(rows)]
-
-    def log_reward(self, states):
-        return per_distinct_state(states, lambda x: self.reward.log_reward(self.to_mols(x)).to(x.device))
-
-    def log_energy(self, states):
-        """E(s) = -log R(molecule of s) for every state (each is a valid molecule; the
-        empty one has E = 0): the forward-looking objectives' intermediate energy."""
-        return torch.where(self.n_placed(states) > 0, -self.log_reward(states), 0.0)
 
     def object_columns(self):
         return ["smiles"]

@@ -219,7 +219,7 @@ def _command(command: str) -> Callable[[list], list]:
 class MoleculeReward:
     """log R = beta * log(sum of products of factors), for a list of RDKit molecules."""
 
-    def __init__(self, spec: str, beta: float = 1.0, targets: str = ""):
+    def __init__(self, spec: str, beta: float = 1.0, targets: str = "", floor_failures: bool = True):
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta > 0:
             raise ConfigError(f"reward beta must be a number > 0, got {beta!r}")
         if not isinstance(spec, str) or not spec.strip():
@@ -241,6 +241,8 @@ class MoleculeReward:
             self.terms.append((weight, factors))
         self.cache: dict[str, float] = {}
         self.failures = 0
+        # False: a failed molecule scores NaN, silently (a worker process: the parent warns and counts)
+        self.floor_failures = floor_failures
 
     def key(self, mol) -> str:
         """Canonical SMILES; with the open stems marked (atom maps) where a factor reads them."""
@@ -285,6 +287,9 @@ class MoleculeReward:
             except (TypeError, ValueError):
                 v = math.nan
             if not (math.isfinite(v) and v >= 0):
+                if not self.floor_failures:
+                    out.append(math.nan)
+                    continue
                 self.failures += 1
                 warnings.warn(
                     f"reward {self.spec!r} gave {v} for {k}: scored at the floor ({self.failures} molecules so far)",
@@ -302,16 +307,16 @@ class MoleculeReward:
         except Exception:  # noqa: BLE001 - reported as a floor score with a warning
             return math.nan
 
-    def log_scores(self, mols: Sequence) -> torch.Tensor:
-        """log s(x), float ``[B]``; s = 0 -> ``LOG_REWARD_FLOOR``."""
-        s = torch.tensor(self.scores(mols), dtype=torch.float64)
-        return torch.where(s > 0, s.clamp_min(1e-300).log(), LOG_REWARD_FLOOR).float()
-
     def log_reward(self, mols: Sequence, beta: torch.Tensor | float | None = None) -> torch.Tensor:
         """beta * log s(x) ``[B]`` (``beta``: a number or ``[B]``; default the reward's own),
         floored at ``LOG_REWARD_FLOOR``."""
+        return self.log_reward_of_scores(torch.tensor(self.scores(mols), dtype=torch.float64), beta)
+
+    def log_reward_of_scores(self, s: torch.Tensor, beta: torch.Tensor | float | None = None) -> torch.Tensor:
+        """beta * log s ``[B]`` from scores s float64 ``[B]`` (computed here or in worker processes)."""
         beta = self.beta if beta is None else beta
-        return (torch.as_tensor(beta, dtype=torch.float32) * self.log_scores(mols)).clamp_min(LOG_REWARD_FLOOR)
+        log_s = torch.where(s > 0, s.clamp_min(1e-300).log(), LOG_REWARD_FLOOR).float()
+        return (torch.as_tensor(beta, dtype=torch.float32) * log_s).clamp_min(LOG_REWARD_FLOOR)
 
 
 def _split(text: str, sep: str) -> list[str]:
@@ -335,13 +340,6 @@ def _split(text: str, sep: str) -> list[str]:
 
 def make_reward(spec: str, beta: float = 1.0, targets: str = "") -> MoleculeReward:
     return MoleculeReward(spec, beta, targets)
-
-
-def per_distinct_state(states: torch.Tensor, fn) -> torch.Tensor:
-    """``fn(states)`` ``[B]`` computed once per distinct state (padding repeats terminal
-    states, and trajectories share their first states)."""
-    distinct, inverse = torch.unique(states.flatten(1), dim=0, return_inverse=True)
-    return fn(distinct.view(-1, *states.shape[1:]))[inverse]
 
 
 class TemperatureConditioning:
@@ -372,8 +370,3 @@ class TemperatureConditioning:
         if not self.reward.beta <= beta <= self.beta_max:
             raise ConfigError(f"beta must be in the trained range [{self.reward.beta}, {self.beta_max}], got {beta}")
         return torch.full((batch, 1), beta / self.beta_max, device=self.device)
-
-    def log_reward_cond(self, states: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """log R_beta(x) = beta * log s(x) ``[B]`` with beta = cond * beta_max."""
-        beta = (cond[:, 0] * self.beta_max).cpu()
-        return self.reward.log_reward(self.to_mols(states), beta).to(states.device)

@@ -18,6 +18,7 @@ from gflownet.environments.base import Environment
 from gflownet.dedup import distinct
 from gflownet.errors import ConfigError, RewardError
 from gflownet.nets import MLP, build_trunk
+from gflownet.reward_pool import scores_in_workers
 from gflownet.trajectories import Trajectories, transition_masks
 
 
@@ -52,11 +53,12 @@ def masked_log_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     return logits.masked_fill(~mask, float("-inf")).log_softmax(-1)
 
 
-def checked_energy(env: Environment, states: torch.Tensor) -> torch.Tensor:
-    """``env.log_energy(states)`` ``[N]``, refusing a non-finite energy with a clear error."""
+def checked_energy(env: Environment, states: torch.Tensor, energy: torch.Tensor | None = None) -> torch.Tensor:
+    """``env.log_energy(states)`` ``[N]`` (or ``energy``, computed already), refusing a non-finite
+    energy with a clear error."""
     if not env.has_energy:
         raise ConfigError(f"{type(env).__name__} defines no log_energy: forward-looking objectives need one")
-    energy = env.log_energy(states)
+    energy = env.log_energy(states) if energy is None else energy
     bad = ~torch.isfinite(energy)
     if bool(bad.any()):
         i = int(bad.nonzero()[0])
@@ -179,6 +181,8 @@ class Policy(nn.Module):
             states = states[first]
         else:
             rows = torch.arange(B * (T + 1), device=traj.actions.device)
+        # energies computed by worker processes while the network runs
+        energy = env.submit_log_energy(states) if "state_energy" in needs and scores_in_workers(env) else None
         fwd, bwd, flow = self.heads(env.featurize(states), cond)
         fwd_mask = env.forward_mask(states)
         log_pf_all = masked_log_softmax(fwd, fwd_mask)
@@ -215,7 +219,7 @@ class Policy(nn.Module):
         if "state_log_reward" in needs:
             ev.state_log_reward = env.log_reward(states)[rows]
         if "state_energy" in needs:
-            ev.state_energy = checked_energy(env, states)[rows]
+            ev.state_energy = checked_energy(env, states, None if energy is None else energy.result())[rows]
         if "edge_flows" in needs:
             log_in, log_out = self._edge_flows(env, states, cond, fwd, fwd_mask)
             ev.log_inflow, ev.log_outflow = log_in[rows], log_out[rows]

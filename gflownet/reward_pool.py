@@ -184,3 +184,30 @@ class PendingRewards:
             values = [v for chunk, handle in self.tasks for v in self.pool._collect(chunk, handle)]
             self._result = torch.tensor(values, dtype=torch.float64)
         return self._result
+
+
+class Deferred:
+    """A value computed on the first ``result()`` (then kept): work already started
+    elsewhere (a reward pool) or still to do here."""
+
+    def __init__(self, compute):
+        self.compute, self.done, self.value = compute, False, None
+
+    def result(self):
+        if not self.done:
+            self.value, self.done, self.compute = self.compute(), True, None
+        return self.value
+
+
+def scores_in_workers(env) -> bool:
+    """True where ``env`` scores in worker processes (``submit_log_reward``, a pool): then
+    submitting before other work pays. A wrapper that forwards attributes does not count."""
+    return getattr(type(env), "submit_log_reward", None) is not None and getattr(env, "pool", None) is not None
+
+
+def submit_log_reward(env, states: torch.Tensor, cond: torch.Tensor | None = None) -> Deferred:
+    """log R ``[B]`` of ``states`` (``cond``: ``[B, C]`` or None) as a Deferred: scoring starts
+    now where ``env`` scores in worker processes, else it runs on ``result()``."""
+    if scores_in_workers(env):
+        return env.submit_log_reward(states, cond)
+    return Deferred(lambda: env.log_reward(states) if cond is None else env.log_reward_cond(states, cond))

@@ -19,6 +19,7 @@ from gflownet import checkpoint
 from gflownet.config import RunConfig
 from gflownet.errors import ConfigError
 from gflownet.metrics import sampled_metrics
+from gflownet.reward_pool import submit_log_reward
 from gflownet.sampler import sample_forward
 from gflownet.trainer import Trainer
 
@@ -70,16 +71,14 @@ class Run:
         if temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {temperature}")
         generator = torch.Generator(self.trainer.device).manual_seed(seed)
-        xs = []
+        xs, log_rewards = [], []
         for start in range(0, n, batch_size):
             size = min(batch_size, n - start)
             cond = self.env.cond_for(beta, size) if self.policy.cond_dim else None
             traj = sample_forward(self.env, self.policy, size, cond=cond, temperature=temperature, generator=generator)
             xs.append(traj.terminal)
-        x = torch.cat(xs)
-        if self.policy.cond_dim:
-            return x, self.env.log_reward_cond(x, self.env.cond_for(beta, len(x)))
-        return x, self.env.log_reward(x)
+            log_rewards.append(submit_log_reward(self.env, traj.terminal, cond))  # scored while the next batch samples
+        return torch.cat(xs), torch.cat([r.result() for r in log_rewards])
 
     def write_csv(self, path: str | Path, n: int, temperature: float = 1.0, seed: int = 0) -> Path:
         """Sample ``n`` objects and write them (one column per coordinate + log_reward), atomically."""

@@ -23,6 +23,7 @@ from gflownet.distributed import DataParallel, stream_seed
 from gflownet.errors import CheckpointError, ConfigError, GFlowNetError
 from gflownet.metrics import exact_metrics, transitions
 from gflownet.policy import Policy
+from gflownet.reward_pool import Deferred, scores_in_workers, submit_log_reward
 from gflownet.sampler import sample_forward
 from gflownet.objectives import get_objective
 
@@ -144,6 +145,7 @@ class Trainer:
         self._dag = None
         self._metrics_offset = 0  # bytes of metrics.jsonl that belong to the run so far (resume)
         self.loggers = []  # more sinks of the metrics records (gflownet.tracking)
+        self._pending_reward = None  # (trajectories, Deferred log R) while worker processes score them
 
     # -- hooks a task overrides (outcome-conditioned pretraining: gflownet.pretrain) ---
     def cond_dim(self) -> int:
@@ -165,7 +167,11 @@ class Trainer:
             generator=self.generator,
             max_moves=self._cut(),
         )
-        traj.log_reward = self._score(traj)
+        pending = self._score(traj)
+        if scores_in_workers(self.env):  # learn() runs the forward pass while the workers score
+            self._pending_reward = (traj, pending)
+        else:
+            traj.log_reward = pending.result()
         return traj
 
     def estimate_log_z(self) -> float | None:
@@ -199,6 +205,9 @@ class Trainer:
         self.transitions += traj.lengths.sum()
         self.last_trajectories = traj
         evaluation = self.policy.evaluate(self.env, traj, self.objective.needs)
+        if traj.log_reward is None and self._pending_reward and self._pending_reward[0] is traj:
+            traj.log_reward = evaluation.log_reward = self._pending_reward[1].result()
+            self._pending_reward = None
         loss = self.objective(evaluation, **self.objective_params)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -219,19 +228,20 @@ class Trainer:
             return t.max_moves
         return torch.randint(1, t.max_moves + 1, (self.local_batch,), device=self.device, generator=self.generator)
 
-    def _score(self, traj):
-        """log R of the trajectories that exited (the others are never scored: 0)."""
-
-        def score(states, rows):
-            if traj.cond is None:
-                return self.env.log_reward(states)
-            return self.env.log_reward_cond(states, traj.cond[rows])
-
+    def _score(self, traj) -> Deferred:
+        """log R of the trajectories that exited (the others are never scored: 0); scoring
+        starts now where the environment scores in worker processes."""
+        rows = slice(None) if traj.complete is None else traj.complete
+        pending = submit_log_reward(self.env, traj.terminal[rows], None if traj.cond is None else traj.cond[rows])
         if traj.complete is None:
-            return score(traj.terminal, slice(None))
-        log_reward = torch.zeros(len(traj), device=self.device)
-        log_reward[traj.complete] = score(traj.terminal[traj.complete], traj.complete)
-        return log_reward
+            return pending
+
+        def padded():
+            log_reward = torch.zeros(len(traj), device=self.device)
+            log_reward[traj.complete] = pending.result()
+            return log_reward
+
+        return Deferred(padded)
 
     def evaluate(self) -> dict:
         """Exact metrics where the space is enumerable; else the log Z error where the
