@@ -108,4 +108,3 @@ class MoleculeScoring:
         """Stop the worker processes (if any)."""
         if self.pool is not None:
             self.pool.close()
-
