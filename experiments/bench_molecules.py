@@ -51,36 +51,43 @@ def bench(batches: int, batch: int, workers: list[int], train_steps: int, object
     torch.set_num_threads(1)
     rows = []
     for n_workers in [0, *workers]:
-        env = FragmentEnv(reward="qed", reward_workers=n_workers)
-        policy = Policy(env, hidden=64, layers=2, backward="uniform")
-        generator = torch.Generator().manual_seed(0)
-
-        def rollout():
-            return sample_forward(env, policy, batch, generator=generator).terminal
-
-        if n_workers == 0:
-            seconds, cpu, _ = timed(rollout, batches)
-            rows.append(row("rollout", batches * batch, seconds, cpu))
-
-        def pipelined():  # batch k is scored while batch k + 1 samples (as gflownet sample does)
-            pending = [submit_log_reward(env, rollout()) for _ in range(batches)]
-            return torch.cat([p.result() for p in pending])
-
-        seconds, cpu, out = timed(pipelined, 1)
-        assert all(len(o) == batches * batch and (o > -50).all() for o in out)
-        rows.append(row(f"rollout+qed workers({n_workers})", batches * batch, seconds, cpu))
-        env.close()
-        for objective in objectives:
-            config = RunConfig(env="fragments", env_params={"reward": "qed", "reward_workers": n_workers})
-            config.objective = objective
-            config.model.hidden, config.model.backward = 64, "uniform"
-            config.train.batch_size, config.train.trajectories, config.train.threads = batch, batch * train_steps, 1
-            trainer = Trainer(config)
-            seconds, cpu, _ = timed(trainer.train_step, train_steps)
-            rows.append(row(f"train {objective}/qed workers({n_workers})", train_steps * batch, seconds, cpu))
-            trainer.env.close()
+        rows += bench_workers(n_workers, batches, batch, train_steps, objectives)
     for r in rows:
         r.update(batch=batch, unit="trajectories/s")
+    return rows
+
+
+def bench_workers(n_workers: int, batches: int, batch: int, train_steps: int, objectives: list[str]) -> list[dict]:
+    """The cases with ``reward_workers = n_workers`` (0: in-process; then also the bare rollout)."""
+    rows = []
+    env = FragmentEnv(reward="qed", reward_workers=n_workers)
+    policy = Policy(env, hidden=64, layers=2, backward="uniform")
+    generator = torch.Generator().manual_seed(0)
+
+    def rollout():
+        return sample_forward(env, policy, batch, generator=generator).terminal
+
+    if n_workers == 0:
+        seconds, cpu, _ = timed(rollout, batches)
+        rows.append(row("rollout", batches * batch, seconds, cpu))
+
+    def pipelined():  # batch k is scored while batch k + 1 samples (as gflownet sample does)
+        pending = [submit_log_reward(env, rollout()) for _ in range(batches)]
+        return torch.cat([p.result() for p in pending])
+
+    seconds, cpu, out = timed(pipelined, 1)
+    assert all(len(o) == batches * batch and (o > -50).all() for o in out)
+    rows.append(row(f"rollout+qed workers({n_workers})", batches * batch, seconds, cpu))
+    env.close()
+    for objective in objectives:
+        config = RunConfig(env="fragments", env_params={"reward": "qed", "reward_workers": n_workers})
+        config.objective = objective
+        config.model.hidden, config.model.backward = 64, "uniform"
+        config.train.batch_size, config.train.trajectories, config.train.threads = batch, batch * train_steps, 1
+        trainer = Trainer(config)
+        seconds, cpu, _ = timed(trainer.train_step, train_steps)
+        rows.append(row(f"train {objective}/qed workers({n_workers})", train_steps * batch, seconds, cpu))
+        trainer.env.close()
     return rows
 
 

@@ -47,15 +47,16 @@ def graph_batch(node_tokens: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
     )
 
 
-def tree_batch(node_tokens: torch.Tensor, parent: torch.Tensor, edge_tokens: torch.Tensor) -> Batch:
+def tree_batch(node_tokens: torch.Tensor, parent: torch.Tensor, edge_tokens: torch.Tensor, up: int = 0) -> Batch:
     """A Batch of trees: slot i hangs on slot ``parent[b, i]`` (-1: none) by an edge of
-    token ``edge_tokens[b, i]``; each edge goes both ways. All ``[B, N]`` long."""
+    token ``edge_tokens[b, i]``; each edge goes both ways, the child-to-parent copy with
+    token + ``up`` (``up > 0`` lets messages tell a parent from its child). All ``[B, N]`` long."""
     B, N = node_tokens.shape
     b, child = (parent >= 0).nonzero(as_tuple=True)
     base = b * N
     src, dst = base + parent[b, child], base + child
     tokens = edge_tokens[b, child]
-    return graph_batch(node_tokens, torch.cat([src, dst]), torch.cat([dst, src]), torch.cat([tokens, tokens]))
+    return graph_batch(node_tokens, torch.cat([src, dst]), torch.cat([dst, src]), torch.cat([tokens, tokens + up]))
 
 
 @dataclass
