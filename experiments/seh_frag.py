@@ -10,6 +10,7 @@ E(s) = -log R of every partial molecule. Reported against trajectories seen:
            and Morgan Tanimoto < 0.7 to every other mode (greedy in reward order)
 
     python experiments/seh_frag.py --trajectories 6400 --seeds 0 1   # experiments/results/seh_frag.*
+    python experiments/seh_frag.py --methods tb --parents last leaves --name seh_frag_parents
     python experiments/seh_frag.py --quick                  # a smoke run (CI)
 """
 
@@ -62,10 +63,13 @@ class Discovered:
         return sum(best) / len(best)
 
 
-def run_method(method, trajectories, batch, seed, hidden, layers, every, mode_raw, beta):
+def run_method(method, trajectories, batch, seed, hidden, layers, every, mode_raw, beta, parents="last", workers=0):
     objective, params = METHODS[method]
     config = RunConfig(
-        env="fragments", env_params={"reward": "seh", "beta": beta}, objective=objective, objective_params=dict(params)
+        env="fragments",
+        env_params={"reward": "seh", "beta": beta, "parents": parents, "reward_workers": workers},
+        objective=objective,
+        objective_params=dict(params),
     )
     config.model.hidden, config.model.layers, config.model.backward = hidden, layers, "uniform"
     t = config.train
@@ -82,6 +86,7 @@ def run_method(method, trajectories, batch, seed, hidden, layers, every, mode_ra
             rows.append(
                 {
                     "method": method,
+                    "parents": parents,
                     "seed": seed,
                     "trajectories": seen,
                     "loss": loss,
@@ -92,14 +97,16 @@ def run_method(method, trajectories, batch, seed, hidden, layers, every, mode_ra
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
+    trainer.env.close()
     return rows
 
 
 def plot(rows, path):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key in zip(axes, ("top100", "modes")):
-        for (m, seed), mine in groups(rows).items():
-            ax.plot([r["trajectories"] for r in mine], [r[key] for r in mine], label=f"{m} seed {seed}")
+        for (m, parents, seed), mine in groups(rows).items():
+            label = f"{m}{'' if parents == 'last' else ' (leaves)'} seed {seed}"
+            ax.plot([float(r["trajectories"]) for r in mine], [float(r[key]) for r in mine], label=label)
         ax.set_xlabel("trajectories")
         ax.set_ylabel({"top100": "top-100 mean reward (proxy / 8)", "modes": "modes"}[key])
         ax.legend(fontsize=8)
@@ -109,10 +116,11 @@ def plot(rows, path):
 
 
 def groups(rows) -> dict:
-    """(method, seed) -> its rows, in the order they first appear."""
+    """(method, parents, seed) -> its rows, in the order they first appear (CSVs written
+    before ``parents`` existed hold "last" runs)."""
     out = {}
     for r in rows:
-        out.setdefault((r["method"], int(r["seed"])), []).append(r)
+        out.setdefault((r["method"], r.get("parents", "last"), int(r["seed"])), []).append(r)
     return out
 
 
@@ -127,13 +135,13 @@ def write_outputs(rows, out: Path, name: str, title: str) -> str:
     lines = [
         title,
         "",
-        "| method | seed | trajectories | top-100 mean reward | modes | distinct molecules | seconds |",
-        "|---|---|---|---|---|---|---|",
+        "| method | parents | seed | trajectories | top-100 mean reward | modes | distinct molecules | seconds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for (m, seed), mine in groups(rows).items():
+    for (m, parents, seed), mine in groups(rows).items():
         last = mine[-1]
         lines.append(
-            f"| {m} | {seed} | {last['trajectories']} | {float(last['top100']):.3f} | {last['modes']} "
+            f"| {m} | {parents} | {seed} | {last['trajectories']} | {float(last['top100']):.3f} | {last['modes']} "
             f"| {last['unique']} | {float(last['seconds']):.0f} |"
         )
     table = "\n".join(lines) + "\n"
@@ -152,6 +160,9 @@ def main(argv=None):
     p.add_argument("--every", type=int, default=512, help="trajectories between two rows")
     p.add_argument("--mode-raw", type=float, default=7.0, help="proxy value from which a molecule may be a mode")
     p.add_argument("--beta", type=float, default=10.0, help="reward exponent")
+    p.add_argument("--parents", nargs="+", default=["last"], choices=["last", "leaves"], help="backward moves")
+    p.add_argument("--workers", type=int, default=0, help="RDKit reward worker processes (reward_workers)")
+    p.add_argument("--name", default="seh_frag", help="stem of the output files")
     p.add_argument(
         "--combine",
         nargs="+",
@@ -174,6 +185,7 @@ def main(argv=None):
         rows = [
             r
             for seed in args.seeds
+            for parents in args.parents
             for method in args.methods
             for r in run_method(
                 method,
@@ -185,9 +197,11 @@ def main(argv=None):
                 args.every,
                 args.mode_raw,
                 args.beta,
+                parents,
+                args.workers,
             )
         ]
-    table = write_outputs(rows, Path(args.out), "seh_frag_quick" if args.quick else "seh_frag", title)
+    table = write_outputs(rows, Path(args.out), f"{args.name}_quick" if args.quick else args.name, title)
     print(table)
     return rows
 

@@ -61,10 +61,12 @@ def test_bench_molecules_quick(tmp_path):
 def test_seh_frag_quick(tmp_path):
     import seh_frag
 
-    rows = seh_frag.main(["--quick", "--out", str(tmp_path)])
-    assert {r["method"] for r in rows} == {"tb", "subtb", "fl_subtb"}
+    rows = seh_frag.main(["--quick", "--parents", "last", "leaves", "--out", str(tmp_path)])
+    assert {(r["method"], r["parents"]) for r in rows} == {
+        (m, p) for m in ("tb", "subtb", "fl_subtb") for p in ("last", "leaves")
+    }
     assert all(0 < r["top100"] <= 100 / 8 and r["unique"] >= 1 for r in rows)
-    assert "| fl_subtb | 0 | 32 |" in (tmp_path / "seh_frag_quick.md").read_text()
+    assert "| fl_subtb | leaves | 0 | 32 |" in (tmp_path / "seh_frag_quick.md").read_text()
     assert (tmp_path / "seh_frag_quick.png").read_bytes()[:4] == b"\x89PNG"
 
 
