@@ -156,7 +156,7 @@ def cmd_sample(args) -> None:
         path = load_sampler(args.run, args.device).write_csv(args.out, args.n, args.seed)
         print(f"{args.n} samples written to {path}")
         return
-    run = Run.load(args.run, args.device)
+    run = Run.load(args.run, args.device, args.reward_workers)
     if hasattr(run.env, "to_mols"):  # molecules: screening output (gflownet/screening.py)
         from gflownet.screening import screen_run
 
@@ -365,6 +365,12 @@ def parser() -> argparse.ArgumentParser:
     )
     screening.add_argument(
         "--beta", type=float, help="temperature-conditioned runs: the reward exponent to sample at (default: beta_max)"
+    )
+    screening.add_argument(
+        "--reward-workers",
+        type=int,
+        metavar="N",
+        help="score the rewards in N RDKit worker processes (default: the run's setting)",
     )
 
     p = sub.add_parser("plot", help="training curves (and heat map for hypergrids) of a run")

@@ -51,13 +51,16 @@ class Run:
         self.summary: dict = summary or {}
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> "Run":
-        """The run in folder ``path`` at its last checkpoint."""
+    def load(cls, path: str | Path, device: str | None = None, reward_workers: int | None = None) -> "Run":
+        """The run in folder ``path`` at its last checkpoint (``reward_workers``: score the
+        rewards of a molecule run in that many worker processes instead of the run's own setting)."""
         path = Path(path)
         state = checkpoint.load(path / "checkpoint.pt")
         config = RunConfig.from_dict(state["config"])
         if device:
             config.train.device = device
+        if reward_workers is not None:
+            config.env_params["reward_workers"] = reward_workers
         trainer = Trainer(config)
         trainer.load_state_dict(state, str(path / "checkpoint.pt"))
         return cls(trainer, path)

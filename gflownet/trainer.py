@@ -29,6 +29,8 @@ from gflownet.objectives import get_objective
 
 # Settings that may change when a run is resumed: they do not affect the parameters.
 RUNTIME_FIELDS = {"device", "threads", "log_every", "eval_every", "checkpoint_every"}
+# Environment parameters of the same kind (where rewards are computed, not what they are).
+RUNTIME_ENV_PARAMS = {"reward_workers"}
 # Exact evaluation is skipped above this many (state, action) pairs (the DP's tables).
 MAX_EXACT_PAIRS = 1 << 24
 
@@ -403,4 +405,6 @@ def _comparable(config: dict) -> dict:
     config = json.loads(json.dumps(config))
     for name in RUNTIME_FIELDS:
         config.get("train", {}).pop(name, None)
+    for name in RUNTIME_ENV_PARAMS:
+        config.get("env_params", {}).pop(name, None)
     return config

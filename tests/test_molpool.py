@@ -54,7 +54,7 @@ def test_conditioned_training_and_sampling_equal_in_process():
 def test_forward_looking_energies_equal_in_process():
     """FL-SubTB scores every partial molecule (the energies), in the workers during the forward pass."""
     local, local_history = trained(0, "fl_subtb", {"reward": "qed"})
-    pooled, pooled_history = trained(2, "fl_subtb", {"reward": "qed"})
+    pooled, pooled_history = trained(1, "fl_subtb", {"reward": "qed"})
     try:
         assert_same_history(local_history, pooled_history)
         states = local.last_trajectories.states.flatten(0, 1)
@@ -80,6 +80,18 @@ def test_failures_in_workers_scored_at_the_floor_with_a_count(monkeypatch):
     finally:
         if pooled is not None:
             pooled.close()
+
+
+def test_sample_command_with_workers_writes_the_same_file(tmp_path):
+    from gflownet.cli import main
+
+    run = tmp_path / "run"
+    train = ["train", "--env", "fragments", "--set", "max_blocks=3", "--set", "hidden=16", "--set", "threads=1"]
+    assert main([*train, "--batch-size", "16", "--trajectories", "32", "--no-progress", "--out", str(run)]) == 0
+    sample = ["sample", str(run), "--n", "64", "--unique"]
+    assert main([*sample, "--out", str(tmp_path / "local.csv")]) == 0
+    assert main([*sample, "--out", str(tmp_path / "pooled.csv"), "--reward-workers", "1"]) == 0
+    assert (tmp_path / "local.csv").read_bytes() == (tmp_path / "pooled.csv").read_bytes()
 
 
 def test_bad_worker_count():
