@@ -79,7 +79,7 @@ def plot(runs: Path):
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     table = [
-        "| objective | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |",
+        "| objective | " + " | ".join(f"seed {s}" for s in seeds) + " | mean of its seeds |",
         "|---|" + "---|" * (len(seeds) + 1),
     ]
     for color, (objective, curves) in zip([f"C{i}" for i in range(10)], results.items()):
@@ -91,10 +91,9 @@ def plot(runs: Path):
                 alpha=0.8,
                 label=objective if i == 0 else None,
             )
-        finals = [curves[s][-1]["l1"] if s in curves else float("nan") for s in seeds]
-        table.append(
-            f"| {objective} | " + " | ".join(f"{v:.4f}" for v in finals) + f" | {sum(finals) / len(finals):.4f} |"
-        )
+        finals = [curves[s][-1]["l1"] for s in curves]
+        cells = [f"{curves[s][-1]['l1']:.4f}" if s in curves else "-" for s in seeds]
+        table.append(f"| {objective} | " + " | ".join(cells) + f" | {sum(finals) / len(finals):.4f} |")
     ax.axhline(0.03, color="gray", ls="--", lw=0.8)
     ax.set(
         xlabel="trajectories",
