@@ -43,24 +43,25 @@ METHODS = ["tb", "db", "subtb", "fl_db", "fl_subtb"]
 EPSILON = {"tb": 0.0625, "db": 1.0, "subtb": 1.0, "fl_db": 0.5, "fl_subtb": 0.5}
 
 
-def trainer_for(size, set_size, objective, seed, epsilon, trajectories, max_moves=0, temperature=1.0):
+def trainer_for(size, set_size, objective, seed, epsilon, trajectories, max_moves=0, temperature=1.0, assignments=()):
     env_params = {"size": size, "set_size": set_size, "temperature": temperature}
-    config = RunConfig(env="sets", env_params=env_params, objective=objective)
+    config = RunConfig(env="sets", env_params=env_params, objective=objective).apply(assignments)
     t = config.train
     t.seed, t.epsilon, t.trajectories, t.lr_schedule = seed, epsilon, trajectories, "constant"
     t.max_moves, t.random_cut = max_moves, max_moves > 0
     return Trainer(config)
 
 
-def small_study(seeds, trajectories, every, target=0.05, epsilon=1.0, temperature=1.0):
+def small_study(seeds, trajectories, every, target=0.05, epsilon=1.0, temperature=1.0, assignments=()):
     """Exact L1 curves on |U|=12, |S|=6; trajectories (and transitions) to reach ``target``.
-    ``epsilon`` (behaviour) and ``temperature`` (of the reward) are shared by every method."""
+    ``epsilon`` (behaviour), ``temperature`` (of the reward) and the ``KEY=VALUE``
+    ``assignments`` are shared by every method."""
     rows = []
     for seed in seeds:
         for name, objective, cut in (("db", "db", 0), ("fl_db", "fl_db", 0), ("fl_db_cut", "fl_db", 6)):
             budget = rows_of(rows, "fl_db", seed)[-1]["transitions"] if cut else None
             total = trajectories if not cut else 10**9
-            trainer = trainer_for(12, 6, objective, seed, epsilon, total, cut, temperature)
+            trainer = trainer_for(12, 6, objective, seed, epsilon, total, cut, temperature, assignments)
             while True:
                 trainer.train_step()
                 n = trainer.step_count * 16
@@ -177,12 +178,15 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="short runs (CI): small sizes, few steps")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=10_000, help="training steps of the large study")
-    p.add_argument("--sizes", nargs="+", default=["30/20", "80/60", "100/80"], help="|U|/|S| of the large study")
+    p.add_argument(
+        "--sizes", nargs="*", default=["30/20", "80/60", "100/80"], help="|U|/|S| of the large study (none: skip it)"
+    )
     p.add_argument("--methods", nargs="+", default=METHODS)
     p.add_argument("--small-trajectories", type=int, default=96_000)
     p.add_argument("--small-every", type=int, default=1600, help="trajectories between two exact evaluations")
     p.add_argument("--small-epsilon", type=float, default=1.0, help="exploration rate of the small study")
     p.add_argument("--temperature", type=float, default=1.0, help="reward temperature of the small study's sets")
+    p.add_argument("--set", action="append", default=[], help="library parameter of the small study, KEY=VALUE")
     p.add_argument("--skip-small", action="store_true")
     p.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV / JSON / Markdown / PNG files")
     p.add_argument("--report", default="fl_sets.md", help="name of the Markdown table written in --out")
@@ -201,6 +205,7 @@ def main(argv=None):
             args.small_every,
             epsilon=args.small_epsilon,
             temperature=args.temperature,
+            assignments=args.set,
         )
         small = f"fl_sets_small{args.tag}"
         write_csv(rows, out / f"{small}.csv")

@@ -143,9 +143,12 @@ def test_non_finite_energy_is_refused_naming_the_state():
         policy.evaluate(env, traj, get_objective("fl_db").needs)
 
 
-@pytest.mark.parametrize("objective, cut", [("fl_db", 0), ("fl_subtb", 0), ("fl_db", 8)])
-def test_fl_training_learns_a_small_grid(objective, cut):
-    config = RunConfig(env_params={"dim": 2, "side": 5}, objective=objective)
+@pytest.mark.parametrize(
+    "objective, cut, energy",
+    [("fl_db", 0, "reward"), ("fl_subtb", 0, "reward"), ("fl_db", 8, "reward"), ("fl_db", 8, "coordinates")],
+)
+def test_fl_training_learns_a_small_grid(objective, cut, energy):
+    config = RunConfig(env_params={"dim": 2, "side": 5, "energy": energy}, objective=objective)
     config.model.hidden = 64
     t = config.train
     t.batch_size, t.trajectories, t.lr, t.max_moves, t.random_cut = 16, 16_000, 3e-3, cut, cut > 0
