@@ -9,6 +9,15 @@ Standard reward (ALGORITHMS.md), with a_d = |s_d/(H-1) - 0.5|:
     R(s) = R0 + R1 * prod_d 1[0.25 < a_d] + R2 * prod_d 1[0.3 < a_d < 0.4]
 Its modes are the 2^D corner regions where the R2 term is on. A user reward is
 any callable mapping coordinates ``[B, D]`` (long) to R ``[B]`` (>= 0).
+
+Energy of a walk (forward-looking objectives), ``energy=``:
+    "reward"       E(s) = -log R(s): a state is scored as the object it would be if it stopped;
+    "coordinates"  E(s) = -(1/D) sum_d log r(s_d), r(c) = R0 + R1 1[0.25 < a_c] + R2 1[0.3 < a_c < 0.4]:
+                   the standard reward's terms taken one coordinate at a time, equal to
+                   -log R(s) wherever all coordinates lie in the same band. Additive over
+                   coordinates, so linear in the one-hot features: F~ = F e^E is as smooth as
+                   F, where with "reward" it is F / R, which jumps at every band edge. The
+                   exit then carries E(x') - E(x) with E(x') = -log R(x) on the sink side.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ class HyperGrid(Environment):
         r1: float = 0.5,
         r2: float = 2.0,
         reward: str | Callable | None = None,
+        energy: str = "reward",
         device: str | torch.device = "cpu",
     ):
         checked_int("hypergrid", "dim", dim)
@@ -46,6 +56,13 @@ class HyperGrid(Environment):
         self.dim, self.side, self.r0, self.r1, self.r2 = dim, side, float(r0), float(r1), float(r2)
         self.device = torch.device(device)
         self.user_reward = load_callable(reward) if isinstance(reward, str) else reward
+        if energy not in ("reward", "coordinates"):
+            raise ConfigError(f"hypergrid: energy must be 'reward' or 'coordinates', got {energy!r}")
+        if energy == "coordinates" and self.user_reward is not None:
+            raise ConfigError(
+                "hypergrid: energy='coordinates' decomposes the standard reward; use 'reward' with reward="
+            )
+        self.energy = energy
         self.n_actions = dim + 1
         self.n_backward_actions = dim
         self.state_shape = (dim,)
@@ -95,9 +112,12 @@ class HyperGrid(Environment):
         return self._compute_log_reward(states)
 
     def log_energy(self, states):
-        """E(s) = -log R(s): every state of the grid is an object, so the reward itself
-        is the natural energy of a partial walk (forward-looking objectives)."""
-        return -self.log_reward(states)
+        """E(s) ``[B]`` of a walk that may still move on (``energy``, module docstring)."""
+        if self.energy == "reward":
+            return -self.log_reward(states)
+        a = (states / max(self.side - 1, 1) - 0.5).abs()
+        r = self.r0 + self.r1 * (a > 0.25) + self.r2 * ((a > 0.3) & (a < 0.4))
+        return -r.log().mean(-1)
 
     def log_partition(self):
         """log Z: every state is terminal, so the logsumexp of the log-reward table."""

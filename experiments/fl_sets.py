@@ -43,21 +43,25 @@ METHODS = ["tb", "db", "subtb", "fl_db", "fl_subtb"]
 EPSILON = {"tb": 0.0625, "db": 1.0, "subtb": 1.0, "fl_db": 0.5, "fl_subtb": 0.5}
 
 
-def trainer_for(size, set_size, objective, seed, epsilon, trajectories, max_moves=0):
-    config = RunConfig(env="sets", env_params={"size": size, "set_size": set_size}, objective=objective)
+def trainer_for(size, set_size, objective, seed, epsilon, trajectories, max_moves=0, temperature=1.0, assignments=()):
+    env_params = {"size": size, "set_size": set_size, "temperature": temperature}
+    config = RunConfig(env="sets", env_params=env_params, objective=objective).apply(assignments)
     t = config.train
     t.seed, t.epsilon, t.trajectories, t.lr_schedule = seed, epsilon, trajectories, "constant"
     t.max_moves, t.random_cut = max_moves, max_moves > 0
     return Trainer(config)
 
 
-def small_study(seeds, trajectories, every, target=0.05):
-    """Exact L1 curves on |U|=12, |S|=6; trajectories (and transitions) to reach ``target``."""
+def small_study(seeds, trajectories, every, target=0.05, epsilon=1.0, temperature=1.0, assignments=()):
+    """Exact L1 curves on |U|=12, |S|=6; trajectories (and transitions) to reach ``target``.
+    ``epsilon`` (behaviour), ``temperature`` (of the reward) and the ``KEY=VALUE``
+    ``assignments`` are shared by every method."""
     rows = []
     for seed in seeds:
         for name, objective, cut in (("db", "db", 0), ("fl_db", "fl_db", 0), ("fl_db_cut", "fl_db", 6)):
             budget = rows_of(rows, "fl_db", seed)[-1]["transitions"] if cut else None
-            trainer = trainer_for(12, 6, objective, seed, 1.0, trajectories if not cut else 10**9, cut)
+            total = trajectories if not cut else 10**9
+            trainer = trainer_for(12, 6, objective, seed, epsilon, total, cut, temperature, assignments)
             while True:
                 trainer.train_step()
                 n = trainer.step_count * 16
@@ -174,26 +178,43 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="short runs (CI): small sizes, few steps")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=10_000, help="training steps of the large study")
-    p.add_argument("--sizes", nargs="+", default=["30/20", "80/60", "100/80"], help="|U|/|S| of the large study")
+    p.add_argument(
+        "--sizes", nargs="*", default=["30/20", "80/60", "100/80"], help="|U|/|S| of the large study (none: skip it)"
+    )
     p.add_argument("--methods", nargs="+", default=METHODS)
     p.add_argument("--small-trajectories", type=int, default=96_000)
+    p.add_argument("--small-every", type=int, default=1600, help="trajectories between two exact evaluations")
+    p.add_argument("--small-epsilon", type=float, default=1.0, help="exploration rate of the small study")
+    p.add_argument("--temperature", type=float, default=1.0, help="reward temperature of the small study's sets")
+    p.add_argument("--set", action="append", default=[], help="library parameter of the small study, KEY=VALUE")
     p.add_argument("--skip-small", action="store_true")
     p.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV / JSON / Markdown / PNG files")
     p.add_argument("--report", default="fl_sets.md", help="name of the Markdown table written in --out")
     p.add_argument("--epsilon", type=float, help="one exploration rate for every method of the large study")
-    p.add_argument("--tag", default="", help="suffix of the large study's file names")
+    p.add_argument("--tag", default="", help="suffix of the result files' names")
     args = p.parse_args(argv)
     if args.quick:
-        args.seeds, args.steps, args.sizes, args.small_trajectories = [0], 60, ["30/20"], 3_200
+        args.seeds, args.steps, args.sizes, args.small_trajectories, args.small_every = [0], 60, ["30/20"], 3_200, 800
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = []
     if not args.skip_small:
-        rows, summary = small_study(args.seeds, args.small_trajectories, every=800 if args.quick else 1600)
-        write_csv(rows, out / "fl_sets_small.csv")
-        plot(rows, "transitions", "l1", out / "fl_sets_small.png", "|U|=12, |S|=6: exact L1", log=True)
-        (out / "fl_sets_small.json").write_text(json.dumps(summary, indent=1))
-        report.append("| |U|=12, |S|=6 | trajectories to L1 <= 0.05 (per seed) | median | final L1 | transitions |")
+        rows, summary = small_study(
+            args.seeds,
+            args.small_trajectories,
+            args.small_every,
+            epsilon=args.small_epsilon,
+            temperature=args.temperature,
+            assignments=args.set,
+        )
+        small = f"fl_sets_small{args.tag}"
+        write_csv(rows, out / f"{small}.csv")
+        plot(rows, "transitions", "l1", out / f"{small}.png", "|U|=12, |S|=6: exact L1", log=True)
+        (out / f"{small}.json").write_text(json.dumps(summary, indent=1))
+        report.append(
+            f"| |U|=12, |S|=6, epsilon {args.small_epsilon}, temperature {args.temperature} | trajectories to "
+            "L1 <= 0.05 (per seed) | median | final L1 | transitions |"
+        )
         report.append("|---|---|---|---|---|")
         for name, s in summary.items():
             report.append(

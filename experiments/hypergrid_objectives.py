@@ -6,6 +6,7 @@ batch 16, 2x256 MLP, Adam 1e-3 (log Z 1e-1), 160,000 trajectories, the library's
 default schedule (cosine decay of the learning rates to 10 %). Several seeds.
 
   python experiments/hypergrid_objectives.py --seeds 0 1 2
+  python experiments/hypergrid_objectives.py --objectives fl_db --set energy=coordinates --tag _coordinates
 
 Each run is saved as experiments/results/hypergrid_objectives/OBJECTIVE_SEED.json (so
 runs can be split across processes); every call then redraws
@@ -50,6 +51,7 @@ def main():
     p.add_argument("--trajectories", type=int, default=160_000)
     p.add_argument("--every", type=int, default=8_000, help="trajectories between evaluations")
     p.add_argument("--set", action="append", default=[], help="any library parameter, KEY=VALUE")
+    p.add_argument("--tag", default="", help="suffix of the saved runs' names, e.g. _coordinates for --set energy=...")
     p.add_argument("--plot-only", action="store_true", help="only redraw from the saved runs")
     args = p.parse_args()
     if args.plot_only:
@@ -58,7 +60,7 @@ def main():
     runs.mkdir(parents=True, exist_ok=True)
     for objective in args.objectives:
         for seed in args.seeds:
-            (runs / f"{objective}_{seed}.json").write_text(
+            (runs / f"{objective}{args.tag}_{seed}.json").write_text(
                 json.dumps(curve(objective, seed, args.trajectories, args.every, args.set))
             )
     plot(runs)
@@ -77,7 +79,7 @@ def plot(runs: Path):
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     table = [
-        "| objective | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |",
+        "| objective | " + " | ".join(f"seed {s}" for s in seeds) + " | mean of its seeds |",
         "|---|" + "---|" * (len(seeds) + 1),
     ]
     for color, (objective, curves) in zip([f"C{i}" for i in range(10)], results.items()):
@@ -89,10 +91,9 @@ def plot(runs: Path):
                 alpha=0.8,
                 label=objective if i == 0 else None,
             )
-        finals = [curves[s][-1]["l1"] if s in curves else float("nan") for s in seeds]
-        table.append(
-            f"| {objective} | " + " | ".join(f"{v:.4f}" for v in finals) + f" | {sum(finals) / len(finals):.4f} |"
-        )
+        finals = [curves[s][-1]["l1"] for s in curves]
+        cells = [f"{curves[s][-1]['l1']:.4f}" if s in curves else "-" for s in seeds]
+        table.append(f"| {objective} | " + " | ".join(cells) + f" | {sum(finals) / len(finals):.4f} |")
     ax.axhline(0.03, color="gray", ls="--", lw=0.8)
     ax.set(
         xlabel="trajectories",

@@ -81,12 +81,16 @@ def _oc_db(ev):
 
 
 def _fl_db(ev):
-    return fl_detailed_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.state_energy, ev.lengths, ev.complete)
+    return fl_detailed_balance(
+        ev.log_pf, ev.log_pb, ev.log_flow, ev.state_energy, ev.lengths, ev.complete, ev.log_reward
+    )
 
 
 def _fl_subtb(ev, lam):
     _positive_lam("fl_subtb", lam)
-    return fl_subtrajectory_balance(ev.log_pf, ev.log_pb, ev.log_flow, ev.state_energy, ev.lengths, lam, ev.complete)
+    return fl_subtrajectory_balance(
+        ev.log_pf, ev.log_pb, ev.log_flow, ev.state_energy, ev.lengths, lam, ev.complete, ev.log_reward
+    )
 
 
 def _fm(ev):

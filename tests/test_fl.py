@@ -48,19 +48,49 @@ def _exact_batch(env, flows, traj):
     return log_pf, log_pb, flows.log_flow[idx] + energy, energy
 
 
+@pytest.mark.parametrize("energy", ["reward", "coordinates"])
 @pytest.mark.parametrize("max_moves", [None, 3])
-@pytest.mark.parametrize("dim, side", [(2, 5), (3, 3)])
-def test_exact_flows_are_a_zero_of_the_fl_losses(dim, side, max_moves):
-    env = HyperGrid(dim=dim, side=side)
+@pytest.mark.parametrize("dim, side", [(2, 5), (3, 3), (2, 8)])
+def test_exact_flows_are_a_zero_of_the_fl_losses(dim, side, max_moves, energy):
+    env = HyperGrid(dim=dim, side=side, energy=energy)
     flows = exact_flows(env)
     g = torch.Generator().manual_seed(0)
     traj = sample_forward(env, Policy(env, hidden=16), 64, generator=g, epsilon=0.3, max_moves=max_moves)
     log_pf, log_pb, log_fl, energy = _exact_batch(env, flows, traj)
-    assert fl_detailed_balance(log_pf, log_pb, log_fl, energy, traj.lengths, traj.complete) < 1e-20
+    sink = env.log_reward(traj.terminal).double()
+    args = (log_pf, log_pb, log_fl, energy, traj.lengths)
+    assert fl_detailed_balance(*args, traj.complete, sink) < 1e-20
     for lam in (0.5, 0.9, 1.0):
-        assert fl_subtrajectory_balance(log_pf, log_pb, log_fl, energy, traj.lengths, lam, traj.complete) < 1e-20
+        assert fl_subtrajectory_balance(*args, lam, traj.complete, sink) < 1e-20
     noisy = log_fl + 0.1 * torch.randn(log_fl.shape, generator=g, dtype=F64)
-    assert fl_detailed_balance(log_pf, log_pb, noisy, energy, traj.lengths, traj.complete) > 1e-4
+    assert fl_detailed_balance(log_pf, log_pb, noisy, energy, traj.lengths, traj.complete, sink) > 1e-4
+    # Without the sink-side reward the exit assumes E(x) = -log R(x): true only for energy="reward".
+    assumed = fl_detailed_balance(*args, traj.complete)
+    assert assumed < 1e-20 if env.energy == "reward" else assumed > 1e-3
+
+
+def test_coordinate_energy_by_hand():
+    env = HyperGrid(dim=2, side=8, energy="coordinates")
+    # side 8: a_c = |c/7 - 0.5|; coordinate 1 is in the mode band (r = 2.6), 0 in the outer band
+    # (0.6), 3 in the centre (0.1); E = -(log r(c1) + log r(c2)) / 2.
+    states = torch.tensor([[1, 6], [0, 1], [3, 1], [3, 4]])
+    want = -torch.tensor([2.6, (0.6 * 2.6) ** 0.5, (0.1 * 2.6) ** 0.5, 0.1]).log()
+    assert torch.allclose(env.log_energy(states), want)
+    # equal to -log R wherever every coordinate lies in one band
+    assert torch.allclose(env.log_energy(states[[0, 3]]), -env.log_reward(states[[0, 3]]))
+    with pytest.raises(ConfigError, match="energy"):
+        HyperGrid(dim=2, energy="sum")
+    with pytest.raises(ConfigError, match="coordinates"):
+        HyperGrid(dim=2, energy="coordinates", reward=lambda x: x.sum(-1).float() + 1)
+
+
+def test_exit_with_a_sink_reward_by_hand():
+    # One trajectory s0 -> s1 -> exit; the sink side has log R(x) = -0.4 while E(s1) = -0.6.
+    log_pf, log_pb = t64([[-0.5, -0.2]]), t64([[-0.7, 9.0]])
+    log_fl, energy = t64([[0.4, 1.1, 1.1]]), t64([[0.3, -0.6, -0.6]])
+    # move as in test_hand_fl_db_and_pin: -1.4; exit: 1.1 - 0.2 - (-0.4) - (-0.6) = 1.9
+    got = fl_detailed_balance(log_pf, log_pb, log_fl, energy, torch.tensor([2]), log_reward=t64([-0.4]))
+    assert got.item() == pytest.approx((1.4**2 + 1.9**2) / 2)
 
 
 def test_without_the_pin_a_wrong_distribution_is_a_zero():
@@ -113,9 +143,12 @@ def test_non_finite_energy_is_refused_naming_the_state():
         policy.evaluate(env, traj, get_objective("fl_db").needs)
 
 
-@pytest.mark.parametrize("objective, cut", [("fl_db", 0), ("fl_subtb", 0), ("fl_db", 8)])
-def test_fl_training_learns_a_small_grid(objective, cut):
-    config = RunConfig(env_params={"dim": 2, "side": 5}, objective=objective)
+@pytest.mark.parametrize(
+    "objective, cut, energy",
+    [("fl_db", 0, "reward"), ("fl_subtb", 0, "reward"), ("fl_db", 8, "reward"), ("fl_db", 8, "coordinates")],
+)
+def test_fl_training_learns_a_small_grid(objective, cut, energy):
+    config = RunConfig(env_params={"dim": 2, "side": 5, "energy": energy}, objective=objective)
     config.model.hidden = 64
     t = config.train
     t.batch_size, t.trajectories, t.lr, t.max_moves, t.random_cut = 16, 16_000, 3e-3, cut, cut > 0
