@@ -110,6 +110,13 @@ def test_tb_with_leaf_parents_matches_the_exact_distribution(tiny_vocab):
     assert (p - target).abs().sum() < 0.05  # 0.0067 measured
 
 
+def test_one_block_space_has_one_parent_per_state():
+    env = FragmentEnv(max_blocks=1, parents="leaves")
+    s = env.step(env.reset(2), torch.tensor([env.n_attach, env.n_attach + 1]))
+    assert s[:, 0, 0].tolist() == [0, 1] and env.backward_mask(s).tolist() == [[True], [True]]
+    assert torch.equal(env.backward_step(s, torch.zeros(2, dtype=torch.long)), env.reset(2))
+
+
 def test_bad_parents():
     with pytest.raises(ConfigError, match="parents must be one of last, leaves"):
         FragmentEnv(parents="all")
