@@ -60,8 +60,8 @@ def hook_orders(state):
 
 
 def test_steps_invert_on_the_seh_vocabulary():
-    env = FragmentEnv(max_blocks=5, parents="leaves")
-    states = torch.cat([random_states(env, 40, moves, seed) for moves in range(6) for seed in range(2)]).unique(dim=0)
+    env = FragmentEnv(max_blocks=4, parents="leaves")
+    states = torch.cat([random_states(env, 30, moves, seed) for moves in range(5) for seed in range(2)]).unique(dim=0)
     triples = check_steps_invert(env, states)
     assert len(triples) > 100
     assert (env.backward_mask(states).sum(-1) >= 2).any()  # several parents: a DAG
