@@ -157,6 +157,8 @@ class FragmentEnv(MoleculeScoring, TemperatureConditioning, Environment):
         rank: the new slot of each old one). A block's key is its path of stems from the
         first block, in base S + 1 (digit 0: past the path's end); empty slots go last."""
         N, base = self.max_blocks, self.n_stems_max + 1
+        if N == 1:  # one block: already in order
+            return states, torch.zeros_like(states[..., BLOCK])
         filled = states[..., BLOCK] >= 0
         parent, stem = states[..., PARENT], states[..., PARENT_STEM]
         node = torch.arange(N, device=states.device).expand_as(parent)

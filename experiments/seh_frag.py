@@ -120,7 +120,7 @@ def groups(rows) -> dict:
     before ``parents`` existed hold "last" runs)."""
     out = {}
     for r in rows:
-        out.setdefault((r["method"], r.get("parents", "last"), int(r["seed"])), []).append(r)
+        out.setdefault((r["method"], r.get("parents") or "last", int(r["seed"])), []).append(r)
     return out
 
 

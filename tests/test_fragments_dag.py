@@ -60,8 +60,8 @@ def hook_orders(state):
 
 
 def test_steps_invert_on_the_seh_vocabulary():
-    env = FragmentEnv(max_blocks=5, parents="leaves")
-    states = torch.cat([random_states(env, 40, moves, seed) for moves in range(6) for seed in range(2)]).unique(dim=0)
+    env = FragmentEnv(max_blocks=4, parents="leaves")
+    states = torch.cat([random_states(env, 30, moves, seed) for moves in range(5) for seed in range(2)]).unique(dim=0)
     triples = check_steps_invert(env, states)
     assert len(triples) > 100
     assert (env.backward_mask(states).sum(-1) >= 2).any()  # several parents: a DAG
@@ -108,6 +108,13 @@ def test_tb_with_leaf_parents_matches_the_exact_distribution(tiny_vocab):
     _, p = exact_terminal_distribution(env, trainer.policy.forward_logits)
     assert torch.allclose(p.sum(), torch.tensor(1.0), atol=1e-5)
     assert (p - target).abs().sum() < 0.05  # 0.0067 measured
+
+
+def test_one_block_space_has_one_parent_per_state():
+    env = FragmentEnv(max_blocks=1, parents="leaves")
+    s = env.step(env.reset(2), torch.tensor([env.n_attach, env.n_attach + 1]))
+    assert s[:, 0, 0].tolist() == [0, 1] and env.backward_mask(s).tolist() == [[True], [True]]
+    assert torch.equal(env.backward_step(s, torch.zeros(2, dtype=torch.long)), env.reset(2))
 
 
 def test_bad_parents():
