@@ -1,0 +1,89 @@
+"""The compiled rollout (gflownet.compiled): the eager rollout's actions, the eager run's
+parameters and exact L1, and the train.compile switch.
+
+One grid, batch and sampling setting throughout, so that inductor compiles one graph
+(and later Trainers hit its cache)."""
+
+import pytest
+import torch
+
+from gflownet.compiled import AUTO_MIN_STEPS, CompiledRollout, use_compiled
+from gflownet.config import RunConfig
+from gflownet.environments.bitseq import BitSequences
+from gflownet.environments.hypergrid import HyperGrid
+from gflownet.errors import ConfigError
+from gflownet.policy import Policy
+from gflownet.sampler import sample_forward
+from gflownet.trainer import Trainer
+
+# 2-D side 6: 11 steps at most, so two chunks of 8, and a rollout may stop after the first
+DIM, SIDE, BATCH, TEMPERATURE, EPSILON = 2, 6, 8, 1.5, 0.2
+
+
+def config(compile_setting, trajectories=BATCH * 200, **train):
+    c = RunConfig(env_params={"dim": DIM, "side": SIDE})
+    c.model.hidden = 32
+    c.train.batch_size, c.train.trajectories, c.train.eval_every = BATCH, trajectories, 0
+    c.train.temperature, c.train.epsilon = TEMPERATURE, EPSILON
+    c.train.compile = compile_setting
+    for key, value in train.items():
+        setattr(c.train, key, value)
+    return c
+
+
+def test_compiled_rollout_takes_the_eager_actions():
+    env = HyperGrid(dim=DIM, side=SIDE)
+    policy = Policy(env, hidden=32)
+    rollout = CompiledRollout(env, policy, BATCH, TEMPERATURE, EPSILON)
+    compiled_gen, eager_gen = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    lengths = set()
+    for _ in range(6):  # the same generator stream, draw after draw
+        fast = rollout.sample(compiled_gen)
+        slow = sample_forward(env, policy, BATCH, epsilon=EPSILON, temperature=TEMPERATURE, generator=eager_gen)
+        assert torch.equal(fast.actions, slow.actions) and torch.equal(fast.states, slow.states)
+        assert torch.equal(fast.lengths, slow.lengths) and fast.complete is None
+        lengths.add(fast.max_length)
+    assert min(lengths) <= 8 < max(lengths)  # stopped after one chunk, and ran two
+    assert torch.equal(compiled_gen.get_state(), eager_gen.get_state())  # the same draws
+
+
+def test_compiled_training_equals_eager_and_learns():
+    """Same seed: the same parameters after training and the same exact L1, which is small."""
+    summaries, params = [], []
+    for setting in ("true", "false"):
+        trainer = Trainer(config(setting))
+        assert (trainer.rollout is not None) == (setting == "true")
+        summaries.append(trainer.run())
+        params.append(torch.cat([p.detach().flatten() for p in trainer.policy.parameters()]))
+    torch.testing.assert_close(params[0], params[1])
+    assert summaries[0]["l1"] == pytest.approx(summaries[1]["l1"], abs=1e-6)
+    assert summaries[0]["l1"] < 0.3  # a uniform sampler is at 0.62 on this grid
+
+
+def test_auto_compiles_only_long_small_batch_cpu_runs():
+    env = HyperGrid(dim=DIM, side=SIDE)
+    policy = Policy(env, hidden=8)
+    cpu = torch.device("cpu")
+
+    def auto(batch=16, steps=AUTO_MIN_STEPS, device=cpu, cond_dim=0, max_moves=0):
+        return use_compiled("auto", env, policy, cond_dim, max_moves, batch, steps, device)
+
+    assert auto()
+    assert not auto(steps=AUTO_MIN_STEPS - 1)  # too short to pay the compile back
+    assert not auto(batch=256)
+    assert not auto(device=torch.device("cuda"))  # not measured there
+    assert not auto(cond_dim=2) and not auto(max_moves=3)
+    assert not use_compiled("false", env, policy, 0, 0, 16, AUTO_MIN_STEPS, cpu)
+    assert Trainer(config("auto")).rollout is None  # 200 steps
+
+
+def test_compile_setting_errors_name_the_culprit():
+    with pytest.raises(ConfigError, match="train.compile must be 'auto', 'true' or 'false', got 'yes please'"):
+        Trainer(config("yes please"))
+    with pytest.raises(ConfigError, match=r"cannot be compiled here: rollouts are cut \(train.max_moves\)"):
+        Trainer(config("true", max_moves=3))
+    env = BitSequences(n=4, k=2, n_modes=2)
+    with pytest.raises(ConfigError, match="BitSequences does not declare fixed-shape dynamics"):
+        use_compiled("true", env, Policy(env, hidden=8), 0, 0, 16, 10, torch.device("cpu"))
+    assert RunConfig().apply(["compile=true"]).train.compile == "true"  # YAML's boolean, back to the string
+    assert RunConfig().apply(["compile=false"]).train.compile == "false"
