@@ -20,7 +20,7 @@ from gflownet.trainer import Trainer
 DIM, SIDE, BATCH, TEMPERATURE, EPSILON = 2, 6, 8, 1.5, 0.2
 
 
-def config(compile_setting, trajectories=BATCH * 200, **train):
+def config(compile_setting, trajectories=BATCH * 500, **train):
     c = RunConfig(env_params={"dim": DIM, "side": SIDE})
     c.model.hidden = 32
     c.train.batch_size, c.train.trajectories, c.train.eval_every = BATCH, trajectories, 0
@@ -57,7 +57,7 @@ def test_compiled_training_equals_eager_and_learns():
         params.append(torch.cat([p.detach().flatten() for p in trainer.policy.parameters()]))
     torch.testing.assert_close(params[0], params[1])
     assert summaries[0]["l1"] == pytest.approx(summaries[1]["l1"], abs=1e-6)
-    assert summaries[0]["l1"] < 0.3  # a uniform sampler is at 0.62 on this grid
+    assert summaries[0]["l1"] < 0.25  # 1.05 before training
 
 
 def test_auto_compiles_only_long_small_batch_cpu_runs():
@@ -74,7 +74,7 @@ def test_auto_compiles_only_long_small_batch_cpu_runs():
     assert not auto(device=torch.device("cuda"))  # not measured there
     assert not auto(cond_dim=2) and not auto(max_moves=3)
     assert not use_compiled("false", env, policy, 0, 0, 16, AUTO_MIN_STEPS, cpu)
-    assert Trainer(config("auto")).rollout is None  # 200 steps
+    assert Trainer(config("auto")).rollout is None  # 500 steps
 
 
 def test_compile_setting_errors_name_the_culprit():
