@@ -31,11 +31,11 @@ from gflownet.trajectories import Trajectories
 #: rollout steps per compiled graph: fewer chunk calls against a longer compile
 CHUNK = 8
 # ``train.compile=auto`` compiles from this many training steps on, and only below the
-# batch size from which the eager rollout evaluates each distinct state once (there it
-# is faster: 0.76x per step at batch 256 compiled). Measured on a busy 2-core machine
-# (4-D H=8, 2x256 MLP, batch 16): a compiled step takes 0.76x the eager one, saving
-# ~4 ms, against a compile of ~45 s on an empty inductor cache (~10 s from the cache):
-# break-even near 10,000 steps cold (README, "Compiled rollout").
+# batch size from which the eager rollout evaluates each distinct state once (at batch
+# 256 a compiled step took 1.3x as long as the eager one). Measured on a busy 2-core
+# machine (4-D H=8, 2x256 MLP, batch 16): a compiled step takes 0.76x as long as the
+# eager one, ~4 ms less, against a compile of ~45 s on an empty inductor cache (~10 s
+# from the cache): break-even near 10,000 steps cold (README, "Compiled rollout").
 AUTO_MIN_STEPS = 20_000
 
 
@@ -83,8 +83,9 @@ def unsupported(env: Environment, policy: Policy, cond_dim: int, max_moves: int)
     return None
 
 
-def use_compiled(setting: str, env: Environment, policy: Policy, cond_dim: int, max_moves: int, batch: int,
-                 steps: int, device: torch.device) -> bool:
+def use_compiled(
+    setting: str, env: Environment, policy: Policy, cond_dim: int, max_moves: int, batch: int, steps: int
+) -> bool:
     """``train.compile``: "true" (an error where the configuration cannot compile),
     "false", or "auto" (on CPU, where the run is long enough to pay the compile back)."""
     if setting not in ("auto", "true", "false"):
@@ -93,7 +94,7 @@ def use_compiled(setting: str, env: Environment, policy: Policy, cond_dim: int, 
     if setting == "true" and reason:
         raise ConfigError(f"train.compile=true: the rollout cannot be compiled here: {reason}")
     if setting == "auto":
-        return reason is None and device.type == "cpu" and batch < DEDUPE_MIN_BATCH and steps >= AUTO_MIN_STEPS
+        return reason is None and env.device.type == "cpu" and batch < DEDUPE_MIN_BATCH and steps >= AUTO_MIN_STEPS
     return setting == "true"
 
 

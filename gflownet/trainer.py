@@ -142,7 +142,7 @@ class Trainer:
         # the same draws and actions as sample_forward, so a run may switch it on resume
         self.rollout = None
         if use_compiled(
-            t.compile, self.env, self.policy, self.cond_dim(), t.max_moves, self.local_batch, self.total_steps, self.device
+            t.compile, self.env, self.policy, self.cond_dim(), t.max_moves, self.local_batch, self.total_steps
         ):
             self.rollout = CompiledRollout(self.env, self.policy, self.local_batch, t.temperature, t.epsilon)
         self.transitions = torch.zeros((), dtype=torch.long, device=self.device)  # transitions trained on

@@ -63,17 +63,17 @@ def test_compiled_training_equals_eager_and_learns():
 def test_auto_compiles_only_long_small_batch_cpu_runs():
     env = HyperGrid(dim=DIM, side=SIDE)
     policy = Policy(env, hidden=8)
-    cpu = torch.device("cpu")
 
-    def auto(batch=16, steps=AUTO_MIN_STEPS, device=cpu, cond_dim=0, max_moves=0):
-        return use_compiled("auto", env, policy, cond_dim, max_moves, batch, steps, device)
+    def auto(batch=16, steps=AUTO_MIN_STEPS, cond_dim=0, max_moves=0):
+        return use_compiled("auto", env, policy, cond_dim, max_moves, batch, steps)
 
     assert auto()
     assert not auto(steps=AUTO_MIN_STEPS - 1)  # too short to pay the compile back
     assert not auto(batch=256)
-    assert not auto(device=torch.device("cuda"))  # not measured there
     assert not auto(cond_dim=2) and not auto(max_moves=3)
-    assert not use_compiled("false", env, policy, 0, 0, 16, AUTO_MIN_STEPS, cpu)
+    assert not use_compiled("false", env, policy, 0, 0, 16, AUTO_MIN_STEPS)
+    env.device = torch.device("cuda")  # only read here: auto is not measured there
+    assert not auto()
     assert Trainer(config("auto")).rollout is None  # 500 steps
 
 
@@ -84,6 +84,6 @@ def test_compile_setting_errors_name_the_culprit():
         Trainer(config("true", max_moves=3))
     env = BitSequences(n=4, k=2, n_modes=2)
     with pytest.raises(ConfigError, match="BitSequences does not declare fixed-shape dynamics"):
-        use_compiled("true", env, Policy(env, hidden=8), 0, 0, 16, 10, torch.device("cpu"))
+        use_compiled("true", env, Policy(env, hidden=8), 0, 0, 16, 10)
     assert RunConfig().apply(["compile=true"]).train.compile == "true"  # YAML's boolean, back to the string
     assert RunConfig().apply(["compile=false"]).train.compile == "false"
