@@ -33,10 +33,10 @@ CHUNK = 8
 # ``train.compile=auto`` compiles from this many training steps on, and only below the
 # batch size from which the eager rollout evaluates each distinct state once (at batch
 # 256 a compiled step took 1.3x as long as the eager one). Measured on a busy 2-core
-# machine (4-D H=8, 2x256 MLP, batch 16): a compiled step takes 0.76x as long as the
-# eager one, ~4 ms less, against a compile of ~45 s on an empty inductor cache (~10 s
-# from the cache): break-even near 10,000 steps cold (README, "Compiled rollout").
-AUTO_MIN_STEPS = 20_000
+# machine (4-D H=8, 2x256 MLP, TB, batch 16, experiments/bench_hypergrid.py --compiled):
+# 10,000 steps ran 1.22x faster in whole-process time compiled, on an empty inductor
+# cache; 1,500 steps ran 0.27-0.50x as fast (README, "Compiled rollout").
+AUTO_MIN_STEPS = 10_000
 
 
 def rollout_chunk(env, policy, s, done, log_noise, temperature=1.0, explore=None, uniform_noise=None):
