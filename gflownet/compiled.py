@@ -25,7 +25,13 @@ from gflownet.environments.base import Environment
 from gflownet.errors import ConfigError
 from gflownet.nets import MLPTrunk
 from gflownet.policy import Policy
-from gflownet.sampler import DEDUPE_MIN_BATCH, GUMBEL_MAX_ACTIONS, _exp_noise, _gumbel_argmax
+from gflownet.sampler import (
+    DEDUPE_MIN_BATCH,
+    GUMBEL_MAX_ACTIONS,
+    TABLE_STATES_PER_TRAJECTORY,
+    _exp_noise,
+    _gumbel_argmax,
+)
 from gflownet.trajectories import Trajectories
 
 #: rollout steps per compiled graph: fewer chunk calls against a longer compile
@@ -87,14 +93,17 @@ def use_compiled(
     setting: str, env: Environment, policy: Policy, cond_dim: int, max_moves: int, batch: int, steps: int
 ) -> bool:
     """``train.compile``: "true" (an error where the configuration cannot compile),
-    "false", or "auto" (on CPU, where the run is long enough to pay the compile back)."""
+    "false", or "auto" (on CPU, where the run is long enough to pay the compile back and
+    the eager rollout neither dedups states nor walks tables of the whole space)."""
     if setting not in ("auto", "true", "false"):
         raise ConfigError(f"train.compile must be 'auto', 'true' or 'false', got {setting!r}")
     reason = unsupported(env, policy, cond_dim, max_moves)
     if setting == "true" and reason:
         raise ConfigError(f"train.compile=true: the rollout cannot be compiled here: {reason}")
     if setting == "auto":
-        return reason is None and env.device.type == "cpu" and batch < DEDUPE_MIN_BATCH and steps >= AUTO_MIN_STEPS
+        table = env.enumerable and env.n_states <= TABLE_STATES_PER_TRAJECTORY * batch
+        small = batch < DEDUPE_MIN_BATCH and not table
+        return reason is None and env.device.type == "cpu" and small and steps >= AUTO_MIN_STEPS
     return setting == "true"
 
 
@@ -114,7 +123,7 @@ class CompiledRollout:
         return rollout_chunk(self.env, self.policy, s, done, log_noise, self.temperature, explore, uniform_noise)
 
     def _noise(self, generator):
-        """``[chunks * CHUNK, B, A]`` log-noise (zero past ``max_steps``, where every
+        """``[chunks * chunk, B, A]`` log-noise (zero past ``max_steps``, where every
         row has exited) and, with exploration, the explore flags and uniform noise."""
         env, B, A = self.env, self.batch, self.env.n_actions
         T, padded = env.max_steps, self.chunks * self.chunk

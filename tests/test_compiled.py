@@ -61,7 +61,7 @@ def test_compiled_training_equals_eager_and_learns():
 
 
 def test_auto_compiles_only_long_small_batch_cpu_runs():
-    env = HyperGrid(dim=DIM, side=SIDE)
+    env = HyperGrid(dim=3, side=6)  # 216 states
     policy = Policy(env, hidden=8)
 
     def auto(batch=16, steps=AUTO_MIN_STEPS, cond_dim=0, max_moves=0):
@@ -70,6 +70,7 @@ def test_auto_compiles_only_long_small_batch_cpu_runs():
     assert auto()
     assert not auto(steps=AUTO_MIN_STEPS - 1)  # too short to pay the compile back
     assert not auto(batch=256)
+    assert not auto(batch=54)  # 216 states <= 4 per trajectory: the eager rollout walks tables
     assert not auto(cond_dim=2) and not auto(max_moves=3)
     assert not use_compiled("false", env, policy, 0, 0, 16, AUTO_MIN_STEPS)
     env.device = torch.device("cuda")  # only read here: auto is not measured there

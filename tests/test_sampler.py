@@ -9,7 +9,7 @@ import torch
 from gflownet.environments.hypergrid import HyperGrid
 from gflownet.metrics import terminal_distribution
 from gflownet.policy import Policy, masked_log_softmax
-from gflownet.sampler import _exp_noise, sample_backward, sample_forward
+from gflownet.sampler import sample_backward, sample_forward
 from gflownet.trajectories import Trajectories
 
 
@@ -695,11 +695,3 @@ def test_evaluate_cut_batch_without_padding_column(path):
     ref = naive(env, policy, traj)
     compare(env, policy, traj, ev, ref, list(PER_TRANSITION + PER_STATE))
     check_cut_evaluation(env, policy, traj, ev)
-
-
-def test_exp_noise_is_log_of_exponential():
-    """The rollout's noise is log E with E ~ Exp(1): mean 1, P(E > t) = exp(-t)."""
-    e = _exp_noise((1_000_000,), torch.device("cpu"), gen(0)).exp()
-    assert float(e.min()) >= 0 and float(e.mean()) == pytest.approx(1.0, abs=0.005)
-    for t in (0.1, 1.0, 3.0):
-        assert float((e > t).double().mean()) == pytest.approx(math.exp(-t), abs=0.002)
