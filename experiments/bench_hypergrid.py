@@ -145,21 +145,32 @@ def markdown(rows) -> str:
 
 
 def plot(rows, path: Path) -> None:
+    labels = [f"D{r['dim']} H{r['side']}\nb{r['batch']} n{r['trajectories'] // 1000}k" for r in rows]
+    series = {f"vs {peer}": [r[f"{peer}_whole_ratio"] or 0 for r in rows] for peer in ("torchgfn", "gfnx")}
+    speedup_bars(
+        labels,
+        series,
+        "speed-up, whole process (x)",
+        "this library's trajectories/s over each peer's, same run (CPU)",
+        path,
+    )
+
+
+def speedup_bars(labels, series: dict, ylabel: str, title: str, path: Path) -> None:
+    """Two bars a case (``series``: legend -> one ratio per label), a line at 1, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"D{r['dim']} H{r['side']}\nb{r['batch']} n{r['trajectories'] // 1000}k" for r in rows]
-    fig, ax = plt.subplots(figsize=(1.3 * len(rows) + 2, 3.6))
+    fig, ax = plt.subplots(figsize=(1.3 * len(labels) + 2, 3.6))
     width = 0.38
-    for k, peer in enumerate(("torchgfn", "gfnx")):
-        ratios = [r[f"{peer}_whole_ratio"] or 0 for r in rows]
-        ax.bar([i + (k - 0.5) * width for i in range(len(rows))], ratios, width, label=f"vs {peer}")
+    for k, (name, ratios) in enumerate(series.items()):
+        ax.bar([i + (k - 0.5) * width for i in range(len(labels))], ratios, width, label=name)
     ax.axhline(1, color="k", lw=0.8)
-    ax.set_xticks(range(len(rows)), labels, fontsize=8)
-    ax.set_ylabel("speed-up, whole process (x)")
-    ax.set_title("this library's trajectories/s over each peer's, same run (CPU)")
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -219,12 +230,17 @@ def main(argv=None):
 
 def write(out: Path, name: str, raw, rows) -> None:
     (out / f"{name}.json").write_text(json.dumps(raw, indent=1))
+    write_rows(out, name, rows, markdown(rows), plot)
+
+
+def write_rows(out: Path, name: str, rows, table: str, plot_rows) -> None:
+    """``rows`` as ``name.csv``, ``table`` as ``name.md``, ``plot_rows(rows, path)`` as ``name.png``."""
     with open(out / f"{name}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (out / f"{name}.md").write_text(markdown(rows))
-    plot(rows, out / f"{name}.png")
+    (out / f"{name}.md").write_text(table)
+    plot_rows(rows, out / f"{name}.png")
 
 
 if __name__ == "__main__":

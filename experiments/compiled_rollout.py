@@ -16,11 +16,11 @@ Writes experiments/results/compiled_rollout{,_quick}.{csv,md,png}.
 """
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
 import torch
+from bench_hypergrid import speedup_bars, write_rows
 
 from gflownet.compiled import CompiledRollout
 from gflownet.config import RunConfig
@@ -94,23 +94,9 @@ def markdown(rows) -> str:
 
 
 def plot(rows, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels = [f"D{r['dim']} H{r['side']} b{r['batch']}" for r in rows]
-    fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 2, 3.2))
-    for k, kind in enumerate(("rollout", "step")):
-        ax.bar([i + (k - 0.5) * 0.38 for i in range(len(rows))], [r[f"{kind}_speedup"] for r in rows], 0.38, label=kind)
-    ax.axhline(1, color="k", lw=0.8)
-    ax.set_xticks(range(len(rows)), labels)
-    ax.set_ylabel("eager time / compiled time")
-    ax.set_title("compiled rollout, alternating steps in one process (CPU)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    series = {kind: [r[f"{kind}_speedup"] for r in rows] for kind in ("rollout", "step")}
+    speedup_bars(labels, series, "eager time / compiled time", "compiled rollout, alternating steps (CPU)", path)
 
 
 def main(argv=None):
@@ -128,12 +114,7 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = "compiled_rollout_quick" if args.quick else "compiled_rollout"
-    with open(out / f"{name}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    (out / f"{name}.md").write_text(markdown(rows))
-    plot(rows, out / f"{name}.png")
+    write_rows(out, name, rows, markdown(rows), plot)
     print(markdown(rows))
     return rows
 
