@@ -4,6 +4,8 @@ parameters and exact L1, and the train.compile switch.
 One grid, batch and sampling setting throughout, so that inductor compiles one graph
 (and later Trainers hit its cache)."""
 
+import copy
+
 import pytest
 import torch
 
@@ -93,3 +95,19 @@ def test_compile_setting_errors_name_the_culprit():
         use_compiled("true", env, Policy(env, hidden=8), 0, 0, 16, 10)
     assert RunConfig().apply(["compile=true"]).train.compile == "true"  # YAML's boolean, back to the string
     assert RunConfig().apply(["compile=false"]).train.compile == "false"
+
+
+def test_a_run_may_switch_the_compiled_rollout_on_when_it_resumes():
+    """Eager for the first half, compiled from the checkpoint on: where the eager run ends."""
+    steps = 60
+    half = Trainer(config("false", trajectories=BATCH * steps))
+    for _ in range(steps // 2):
+        half.train_step()
+    resumed = Trainer(config("true", trajectories=BATCH * steps))
+    resumed.load_state_dict(copy.deepcopy(half.state_dict()))  # as from a checkpoint: no shared tensors
+    assert resumed.rollout is not None and resumed.step_count == steps // 2
+    for _ in range(steps // 2):
+        resumed.train_step()
+        half.train_step()
+    for a, b in zip(resumed.policy.parameters(), half.policy.parameters()):
+        torch.testing.assert_close(a, b)
