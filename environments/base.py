@@ -77,6 +77,9 @@ class Environment:
     device: torch.device = torch.device("cpu")
     #: the trunk ``--set arch=auto`` picks (``gflownet.nets.TRUNKS``)
     default_arch: str = "mlp"
+    #: reset, forward_mask, featurize and step are tensor ops whose output shapes depend
+    #: on the batch size only: the rollout may then be compiled (``gflownet.compiled``)
+    fixed_shape: bool = False
 
     @property
     def exit_action(self) -> int:

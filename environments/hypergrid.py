@@ -38,6 +38,8 @@ _MAX_TABLE = 1 << 22
 class HyperGrid(Environment):
     """D-dimensional grid of side H; reward R0/R1/R2 at the corners or a user function."""
 
+    fixed_shape = True
+
     def __init__(
         self,
         dim: int = 2,

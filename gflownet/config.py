@@ -45,6 +45,7 @@ class TrainConfig:
     seed: int = _f(0, "seed of the parameters and of every random draw")
     device: str = _f("cpu", "'cpu', 'cuda' or 'cuda:N'")
     threads: int = _f(0, "CPU threads for torch (0: pick automatically)")
+    compile: str = _f("auto", "compiled rollout (gflownet.compiled): 'true', 'false', or 'auto' (where it pays back)")
     log_every: int = _f(100, "steps between two lines of metrics.jsonl")
     eval_every: int = _f(16_000, "trajectories between two exact evaluations (0: only at the end)")
     checkpoint_every: int = _f(500, "steps between two checkpoints")
@@ -145,6 +146,8 @@ def _parse_value(raw: str) -> Any:
 
 
 def _coerce(value, expected: type, key: str):
+    if expected is str and isinstance(value, bool):  # YAML reads true/false as booleans
+        return str(value).lower()
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):

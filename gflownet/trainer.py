@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from gflownet.environments import make_env
 from gflownet import checkpoint
 from gflownet.config import RunConfig
+from gflownet.compiled import CompiledRollout, use_compiled
 from gflownet.distributed import DataParallel, stream_seed
 from gflownet.errors import CheckpointError, ConfigError, GFlowNetError
 from gflownet.metrics import exact_metrics, transitions
@@ -28,7 +29,7 @@ from gflownet.sampler import sample_forward
 from gflownet.objectives import get_objective
 
 # Settings that may change when a run is resumed: they do not affect the parameters.
-RUNTIME_FIELDS = {"device", "threads", "log_every", "eval_every", "checkpoint_every"}
+RUNTIME_FIELDS = {"device", "threads", "compile", "log_every", "eval_every", "checkpoint_every"}
 # Environment parameters of the same kind (where rewards are computed, not what they are).
 RUNTIME_ENV_PARAMS = {"reward_workers"}
 # Exact evaluation is skipped above this many (state, action) pairs (the DP's tables).
@@ -141,6 +142,12 @@ class Trainer:
         self.total_steps = math.ceil(t.trajectories / t.batch_size)
         self.step_count = 0
         self.generator = torch.Generator(self.device).manual_seed(self._stream_seed())
+        # the same draws and actions as sample_forward, so a run may switch it on resume
+        self.rollout = None
+        if use_compiled(
+            t.compile, self.env, self.policy, self.cond_dim(), t.max_moves, self.local_batch, self.total_steps
+        ):
+            self.rollout = CompiledRollout(self.env, self.policy, self.local_batch, t.temperature, t.epsilon)
         self.transitions = torch.zeros((), dtype=torch.long, device=self.device)  # transitions trained on
         self.elapsed = 0.0  # seconds spent training (evaluation excluded), across resumes
         self.exact = self.env.enumerable and self.env.n_states * self.env.n_actions <= MAX_EXACT_PAIRS
@@ -158,17 +165,20 @@ class Trainer:
     def collect(self):
         """The scored trajectories of one training step: a fresh on-policy batch."""
         t = self.config.train
-        cond = self.env.sample_cond(self.local_batch, self.generator) if self.cond_dim() else None
-        traj = sample_forward(
-            self.env,
-            self.policy,
-            self.local_batch,
-            cond=cond,
-            epsilon=t.epsilon,
-            temperature=t.temperature,
-            generator=self.generator,
-            max_moves=self._cut(),
-        )
+        if self.rollout is not None:
+            traj = self.rollout.sample(self.generator)
+        else:
+            cond = self.env.sample_cond(self.local_batch, self.generator) if self.cond_dim() else None
+            traj = sample_forward(
+                self.env,
+                self.policy,
+                self.local_batch,
+                cond=cond,
+                epsilon=t.epsilon,
+                temperature=t.temperature,
+                generator=self.generator,
+                max_moves=self._cut(),
+            )
         pending = self._score(traj)
         if scores_in_workers(self.env):  # learn() runs the forward pass while the workers score
             self._pending_reward = (traj, pending)

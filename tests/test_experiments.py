@@ -97,6 +97,16 @@ def test_bench_hypergrid_quick(tmp_path):
     assert (tmp_path / "bench_hypergrid_quick.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_compiled_rollout_quick(tmp_path):
+    import compiled_rollout
+
+    (row,) = compiled_rollout.main(["--quick", "--out", str(tmp_path)])
+    assert (row["dim"], row["side"], row["batch"], row["pairs"]) == (2, 6, 8, 20)
+    assert row["compile_s"] > 0 and row["eager_step_ms"] > 0 and row["compiled_step_ms"] > 0
+    assert "| 2 | 6 | 8 | 1 |" in (tmp_path / "compiled_rollout_quick.md").read_text()
+    assert (tmp_path / "compiled_rollout_quick.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_memory_hypergrid_quick(tmp_path):
     import memory_hypergrid
 
