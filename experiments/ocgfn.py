@@ -87,6 +87,10 @@ def downstream_config(env, env_params, args, seed):
     return config
 
 
+def amortised_settings(args):
+    return {"lr": args.ft_lr, "k": args.k, "q_epsilon": args.q_epsilon, "updates": args.updates}
+
+
 def finetune_curve(method, trainer, reward, args, seed, tables):
     """Rows (samples, modes found, reward calls) while adapting, and the final exact L1; ``tables``
     are the pretrained model's conditional tables (they do not depend on the reward)."""
@@ -102,7 +106,7 @@ def finetune_curve(method, trainer, reward, args, seed, tables):
         sampler = ExactMarginal(env, trainer.policy, log_reward, tables, flows)
         draw = lambda: (sampler.sample(args.ft_batch, generator).terminal, sampler.reward_calls)  # noqa: E731
     elif method == "amortised":
-        sampler = Amortised(env, trainer.policy, log_reward, args.hidden, 2, k=args.k, updates=args.updates)
+        sampler = Amortised(env, trainer.policy, log_reward, args.hidden, 2, **amortised_settings(args))
         draw = lambda: (sampler.step(args.ft_batch, generator)[0].terminal, sampler.reward_calls)  # noqa: E731
     else:
         config = downstream_config("hypergrid", {"dim": 2, "side": args.side}, args, seed)
@@ -206,8 +210,7 @@ def tfbind8_run(method, pre, top, args, seed):
             env.log_reward,
             args.hidden,
             2,
-            k=args.k,
-            updates=args.updates,
+            **amortised_settings(args),
             max_reward_calls=args.budget,
             posterior="tokens",
         )
@@ -216,7 +219,7 @@ def tfbind8_run(method, pre, top, args, seed):
             traj, _ = sampler.step(args.ft_batch, generator)
             samples += args.ft_batch
             drawn[env.state_index(traj.terminal)] = True
-            evaluated = sampler.rewards.evaluated()
+            evaluated, _ = sampler.rewards.evaluated()
             rows.append(
                 {
                     "reward_calls": sampler.reward_calls,
@@ -313,6 +316,8 @@ def main(argv=None):
     p.add_argument("--budget", type=int, default=2000, help="samples generated while adapting")
     p.add_argument("--ft-batch", type=int, default=16)
     p.add_argument("--k", type=int, default=8, help="outcomes per transition (amortised)")
+    p.add_argument("--q-epsilon", type=float, default=0.2, help="uniform share of Q's proposal (amortised)")
+    p.add_argument("--ft-lr", type=float, default=1e-3, help="learning rate of N and Q (amortised)")
     p.add_argument("--updates", type=int, default=1, help="gradient steps per batch of trajectories (amortised)")
     p.add_argument("--max-samples", type=int, default=40_000, help="TF Bind 8: stop a run here if calls remain")
     p.add_argument("--methods", nargs="+", default=["amortised", "scratch"], help="TF Bind 8 methods")

@@ -221,9 +221,10 @@ class RewardCache:
         evaluated = ~log_r.isnan()
         return log_r.nan_to_num(0.0)[inverse], evaluated[inverse]
 
-    def evaluated(self) -> torch.Tensor:
-        """The outcomes evaluated so far, long ``[calls, L]`` (flattened rows)."""
-        return torch.tensor(list(self.known), dtype=torch.long).view(self.calls, -1)
+    def evaluated(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The outcomes evaluated so far, long ``[calls, L]`` (flattened rows), and their log R' ``[calls]``."""
+        rows = torch.tensor(list(self.known), dtype=torch.long).view(self.calls, -1)
+        return rows, torch.tensor(list(self.known.values()), dtype=torch.float64)
 
 
 class OutcomePosterior(nn.Module):
@@ -300,10 +301,13 @@ class TokenPosterior(nn.Module):
 class Amortised(nn.Module):
     """N(s'|s) (a Policy whose forward logits are log N) and Q(y|s, s'), trained by ``step``.
 
-    Each step rolls out ``batch`` trajectories with N (``epsilon``-greedy) and makes ``updates``
-    gradient steps on their transitions, each drawing ``k`` outcomes per transition from Q (with
-    probability ``q_epsilon`` uniformly over the outcomes still reachable) and fitting
-    log N + log Q to log R'(y) + log F(s|y) + log P_F(s'|s,y) of the frozen pretrained model:
+    Each step rolls out ``batch`` trajectories with N (``epsilon``-greedy) and ``teacher`` trajectories
+    of the pretrained P_F(.|y) for outcomes y drawn in proportion to R' among those already evaluated
+    (no new call: they cover the region the fine-tuned sampler should reach, where N's own rollouts
+    may not go yet), keeps the last ``replay`` of their transitions (0: this step's only) and makes
+    ``updates`` gradient steps on ``minibatch`` of them (None: all), each drawing ``k`` outcomes per
+    transition from Q (with probability ``q_epsilon`` uniformly over the outcomes still reachable)
+    and fitting log N + log Q to log R'(y) + log F(s|y) + log P_F(s'|s,y) of the frozen pretrained model:
     ``loss="importance"`` (``importance_finetune_loss``: N on the importance-sampled marginal) or
     ``"residual"`` (``amortised_finetune_loss``, the paper's squared residual for both). ``posterior``:
     "categorical" (``OutcomePosterior``, enumerable outcomes), "tokens" (``TokenPosterior``) or "auto"
@@ -327,6 +331,9 @@ class Amortised(nn.Module):
         updates: int = 1,
         max_reward_calls: int | None = None,
         posterior: str = "auto",
+        teacher: int = 0,
+        replay: int = 0,
+        minibatch: int | None = None,
     ):
         super().__init__()
         if loss not in ("importance", "residual"):
@@ -339,6 +346,8 @@ class Amortised(nn.Module):
             raise ConfigError(f"the amortised predictor needs outcomes; {type(env).__name__} declares none")
         self.env, self.pretrained = env, pretrained
         self.k, self.q_epsilon, self.epsilon, self.loss, self.updates = k, q_epsilon, epsilon, loss, updates
+        self.teacher, self.replay, self.minibatch = teacher, replay, minibatch
+        self.stored = (env.reset(0), torch.zeros(0, dtype=torch.long, device=env.device))  # replayed transitions
         self.rewards = RewardCache(log_reward, max_reward_calls)
         self.n = Policy(env, hidden, layers, backward="uniform", log_z=False)
         self.q = self._posterior(env, posterior, hidden, layers)
@@ -370,14 +379,39 @@ class Amortised(nn.Module):
         """``updates`` gradient steps on ``batch`` fresh trajectories of N; returns them and the last
         loss (None when the reward budget left no draw to learn from)."""
         traj = self.sample(batch, generator, self.epsilon)
-        valid = traj.mask
-        states = traj.states[:, :-1][valid]  # [M, *state_shape]
-        actions = traj.actions[valid]
-        features = self.env.featurize(states)
+        states, actions = self._transitions([traj] + self._teacher_trajectories(generator))
         loss = None
         for _ in range(self.updates):
-            loss = self._update(states, features, actions, generator)
+            picked = slice(None)
+            if self.minibatch is not None and len(states) > self.minibatch:
+                picked = torch.randperm(len(states), device=states.device, generator=generator)[: self.minibatch]
+            loss = self._update(states[picked], self.env.featurize(states[picked]), actions[picked], generator)
         return traj, loss
+
+    def _teacher_trajectories(self, generator) -> list[Trajectories]:
+        if not (self.teacher and self.reward_calls):
+            return []
+        outcomes, log_r = self.rewards.evaluated()
+        weights = (log_r - log_r.max()).exp()
+        y = outcomes[torch.multinomial(weights, self.teacher, replacement=True, generator=generator)]
+        y = y.view(self.teacher, *self.env.state_shape).to(self.env.device)
+        return [
+            sample_forward(self.env, self.pretrained, self.teacher, self.env.encode_outcome(y), generator=generator)
+        ]
+
+    def _transitions(self, batches: list[Trajectories]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (state ``[M, *state_shape]``, action ``[M]``) pairs to learn from: these batches' and, with
+        ``replay``, the last ``replay`` kept before them."""
+        states = torch.cat([t.states[:, :-1][t.mask] for t in batches])
+        actions = torch.cat([t.actions[t.mask] for t in batches])
+        if not self.replay:
+            return states, actions
+        kept_states, kept_actions = self.stored
+        self.stored = (
+            torch.cat([kept_states, states])[-self.replay :],
+            torch.cat([kept_actions, actions])[-self.replay :],
+        )
+        return self.stored
 
     def _update(self, states, features, actions, generator) -> float | None:
         env, k, M = self.env, self.k, len(states)

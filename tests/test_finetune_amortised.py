@@ -53,7 +53,8 @@ def test_reward_cache_evaluates_each_outcome_once_within_its_budget():
     assert cache.calls == 3 and calls == [2, 1]
     assert evaluated.tolist() == [True, False, True, True]  # the budget went to [4, 4], first in sorted order
     assert log_r.tolist() == [1.0, 0.0, 8.0, 3.0]
-    assert sorted(map(tuple, cache.evaluated().tolist())) == [(0, 1), (1, 2), (4, 4)]
+    rows, log_r = cache.evaluated()
+    assert sorted(zip(map(tuple, rows.tolist()), log_r.tolist())) == [((0, 1), 1.0), ((1, 2), 3.0), ((4, 4), 8.0)]
 
 
 def test_token_posterior_draws_completions_with_their_exact_density():
@@ -117,7 +118,7 @@ def test_amortised_token_posterior_fits_r_over_z_on_a_tree(budget):
     generator = torch.Generator().manual_seed(0)
     for _ in range(400):
         amortised.step(16, generator)
-    evaluated = amortised.rewards.evaluated()
+    evaluated, _ = amortised.rewards.evaluated()
     assert amortised.reward_calls == len(evaluated) == (16 if budget is None else budget)
     known = {tuple(row) for row in evaluated.tolist()}
     # the target: R' itself, or R' restricted to the evaluated outcomes once the budget is spent
