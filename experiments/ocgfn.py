@@ -88,7 +88,15 @@ def downstream_config(env, env_params, args, seed):
 
 
 def amortised_settings(args):
-    return {"lr": args.ft_lr, "k": args.k, "q_epsilon": args.q_epsilon, "updates": args.updates}
+    return {
+        "lr": args.ft_lr,
+        "k": args.k,
+        "q_epsilon": args.q_epsilon,
+        "updates": args.updates,
+        "teacher": args.teacher,
+        "replay": args.replay,
+        "minibatch": args.minibatch,
+    }
 
 
 def finetune_curve(method, trainer, reward, args, seed, tables):
@@ -317,8 +325,11 @@ def main(argv=None):
     p.add_argument("--ft-batch", type=int, default=16)
     p.add_argument("--k", type=int, default=8, help="outcomes per transition (amortised)")
     p.add_argument("--q-epsilon", type=float, default=0.2, help="uniform share of Q's proposal (amortised)")
-    p.add_argument("--ft-lr", type=float, default=1e-3, help="learning rate of N and Q (amortised)")
-    p.add_argument("--updates", type=int, default=1, help="gradient steps per batch of trajectories (amortised)")
+    p.add_argument("--ft-lr", type=float, default=3e-3, help="learning rate of N and Q (amortised)")
+    p.add_argument("--updates", type=int, default=8, help="gradient steps per batch of trajectories (amortised)")
+    p.add_argument("--teacher", type=int, default=16, help="pretrained rollouts to evaluated outcomes a step")
+    p.add_argument("--replay", type=int, default=16_000, help="transitions kept for the amortised updates")
+    p.add_argument("--minibatch", type=int, default=1024, help="transitions per amortised update")
     p.add_argument("--max-samples", type=int, default=40_000, help="TF Bind 8: stop a run here if calls remain")
     p.add_argument("--methods", nargs="+", default=["amortised", "scratch"], help="TF Bind 8 methods")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
