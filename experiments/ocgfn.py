@@ -7,7 +7,8 @@ on the 2-D hypergrid.
 2. On several downstream rewards never seen in pretraining (``RandomModes``: ``n_modes``
    random cells, each the top of a sharp bump over a floor), compare at one budget of
    samples (terminal objects generated while adapting):
-     amortised  N, Q trained with the fine-tuning loss (samples from N);
+     amortised  N, Q trained with the fine-tuning loss (``--loss``; importance-sampled by default) on
+                N's rollouts and teacher rollouts of the pretrained P_F(.|y) (samples from N);
      exact      the exact marginal policy (samples drawn by rollouts of its table), with
                 F(s|y) from the flow head, as the formula is written;
      exact_visits  the same with F(s|y) read off the visits of P_F(.|y) (one DP);
@@ -20,7 +21,8 @@ on the 2-D hypergrid.
   python experiments/ocgfn.py --quick          # well under a minute
   python experiments/ocgfn.py --side 32 --pretrain-trajectories 512000 --evals 16 --budget 2000
   python experiments/ocgfn.py --pretrain-only tfbind8 --pretrain-trajectories 96000   # success rate only
-  python experiments/ocgfn.py --downstream-tfbind8 --pretrain-trajectories 96000 --budget 10000
+  python experiments/ocgfn.py --downstream-tfbind8 --pretrain-trajectories 96000 --budget 10000 \
+      --k 1 --updates 1 --replay 0 --teacher 0 --q-epsilon 0.05   # amortised vs scratch, 10,000 R' calls
 
 Writes experiments/results/ocgfn_<tag>.csv / _pretrain.csv / .json / .md / .png.
 """
@@ -89,6 +91,7 @@ def downstream_config(env, env_params, args, seed):
 
 def amortised_settings(args):
     return {
+        "loss": args.loss,
         "lr": args.ft_lr,
         "k": args.k,
         "q_epsilon": args.q_epsilon,
@@ -324,6 +327,7 @@ def main(argv=None):
     p.add_argument("--budget", type=int, default=2000, help="samples generated while adapting")
     p.add_argument("--ft-batch", type=int, default=16)
     p.add_argument("--k", type=int, default=8, help="outcomes per transition (amortised)")
+    p.add_argument("--loss", choices=["importance", "residual"], default="importance", help="amortised loss")
     p.add_argument("--q-epsilon", type=float, default=0.2, help="uniform share of Q's proposal (amortised)")
     p.add_argument("--ft-lr", type=float, default=3e-3, help="learning rate of N and Q (amortised)")
     p.add_argument("--updates", type=int, default=8, help="gradient steps per batch of trajectories (amortised)")
