@@ -4,7 +4,8 @@ Three methods, one per class:
     ExactMarginal     P_F^{R'}(s'|s) = sum_y R'(y) F(s|y) P_F(s'|s,y) / sum_y R'(y) F(s|y),
                       tabulated over every state and outcome (enumerable spaces only);
     Amortised         N(s'|s) and Q(y|s, s') trained with the fine-tuning loss on
-                      trajectories of N; samples with N alone;
+                      trajectories of N (and teacher rollouts of the pretrained model);
+                      samples with N alone;
     DownstreamTrainer a plain GFlowNet trained on R' (the Trainer), from scratch or
                       initialised from the pretrained trunk ("continued training").
 Where the environment knows which outcomes a state can still reach
@@ -222,8 +223,9 @@ class RewardCache:
         return log_r.nan_to_num(0.0)[inverse], evaluated[inverse]
 
     def evaluated(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The outcomes evaluated so far, long ``[calls, L]`` (flattened rows), and their log R' ``[calls]``."""
-        rows = torch.tensor(list(self.known), dtype=torch.long).view(self.calls, -1)
+        """The outcomes evaluated so far, long ``[calls, L]`` (flattened rows; ``[0, 0]`` before any call),
+        and their log R' ``[calls]``."""
+        rows = torch.tensor(list(self.known), dtype=torch.long).view(self.calls, -1 if self.known else 0)
         return rows, torch.tensor(list(self.known.values()), dtype=torch.float64)
 
 

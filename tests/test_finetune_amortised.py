@@ -47,6 +47,7 @@ def test_reward_cache_evaluates_each_outcome_once_within_its_budget():
         return x.sum(-1).float()
 
     cache = RewardCache(log_reward, budget=3)
+    assert cache.evaluated()[0].shape == (0, 0) and cache.calls == 0
     log_r, evaluated = cache(torch.tensor([[1, 2], [0, 1], [1, 2]]))
     assert log_r.tolist() == [3.0, 1.0, 3.0] and evaluated.all() and calls == [2]
     log_r, evaluated = cache(torch.tensor([[0, 1], [5, 5], [4, 4], [1, 2]]))  # one new call left
