@@ -7,7 +7,8 @@ on the 2-D hypergrid.
 2. On several downstream rewards never seen in pretraining (``RandomModes``: ``n_modes``
    random cells, each the top of a sharp bump over a floor), compare at one budget of
    samples (terminal objects generated while adapting):
-     amortised  N, Q trained with the fine-tuning loss (samples from N);
+     amortised  N, Q trained with the fine-tuning loss (``--loss``; importance-sampled by default) on
+                N's rollouts and teacher rollouts of the pretrained P_F(.|y) (samples from N);
      exact      the exact marginal policy (samples drawn by rollouts of its table), with
                 F(s|y) from the flow head, as the formula is written;
      exact_visits  the same with F(s|y) read off the visits of P_F(.|y) (one DP);
@@ -20,7 +21,8 @@ on the 2-D hypergrid.
   python experiments/ocgfn.py --quick          # well under a minute
   python experiments/ocgfn.py --side 32 --pretrain-trajectories 512000 --evals 16 --budget 2000
   python experiments/ocgfn.py --pretrain-only tfbind8 --pretrain-trajectories 96000   # success rate only
-  python experiments/ocgfn.py --downstream-tfbind8 --pretrain-trajectories 96000 --budget 10000
+  python experiments/ocgfn.py --downstream-tfbind8 --pretrain-trajectories 96000 --budget 10000 \
+      --k 1 --updates 1 --replay 0 --teacher 0 --q-epsilon 0.05   # amortised vs scratch, 10,000 R' calls
 
 Writes experiments/results/ocgfn_<tag>.csv / _pretrain.csv / .json / .md / .png.
 """
@@ -87,6 +89,19 @@ def downstream_config(env, env_params, args, seed):
     return config
 
 
+def amortised_settings(args):
+    return {
+        "loss": args.loss,
+        "lr": args.ft_lr,
+        "k": args.k,
+        "q_epsilon": args.q_epsilon,
+        "updates": args.updates,
+        "teacher": args.teacher,
+        "replay": args.replay,
+        "minibatch": args.minibatch,
+    }
+
+
 def finetune_curve(method, trainer, reward, args, seed, tables):
     """Rows (samples, modes found, reward calls) while adapting, and the final exact L1; ``tables``
     are the pretrained model's conditional tables (they do not depend on the reward)."""
@@ -102,7 +117,7 @@ def finetune_curve(method, trainer, reward, args, seed, tables):
         sampler = ExactMarginal(env, trainer.policy, log_reward, tables, flows)
         draw = lambda: (sampler.sample(args.ft_batch, generator).terminal, sampler.reward_calls)  # noqa: E731
     elif method == "amortised":
-        sampler = Amortised(env, trainer.policy, log_reward, args.hidden, 2, k=args.k)
+        sampler = Amortised(env, trainer.policy, log_reward, args.hidden, 2, **amortised_settings(args))
         draw = lambda: (sampler.step(args.ft_batch, generator)[0].terminal, sampler.reward_calls)  # noqa: E731
     else:
         config = downstream_config("hypergrid", {"dim": 2, "side": args.side}, args, seed)
@@ -183,41 +198,119 @@ def pretrain_study(args, out):
     return curve
 
 
+def top_found(env, top, sequences):
+    """Distinct sequences of the top set (bool ``[n_states]``) among ``sequences`` ``[N, L]``."""
+    seen = torch.zeros_like(top)
+    seen[env.state_index(sequences)] = True
+    return int((seen & top).sum())
+
+
+def tfbind8_run(method, pre, top, args, seed):
+    """Rows (R' calls, samples, top-100 found among the evaluated sequences, and for the amortised
+    predictor among N's unevaluated samples) while adapting, until ``args.budget`` R' calls. A call is
+    one distinct sequence evaluated: scratch / continue evaluate each new sample, the amortised
+    predictor each new outcome Q proposes (``RewardCache``)."""
+    env = pre.env
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    rows, samples = [], 0
+    if method == "amortised":
+        sampler = Amortised(
+            env,
+            pre.policy,
+            env.log_reward,
+            args.hidden,
+            2,
+            **amortised_settings(args),
+            max_reward_calls=args.budget,
+            posterior="tokens",
+        )
+        drawn = torch.zeros_like(top)
+        while sampler.reward_calls < args.budget and samples < args.max_samples:
+            traj, _ = sampler.step(args.ft_batch, generator)
+            samples += args.ft_batch
+            drawn[env.state_index(traj.terminal)] = True
+            evaluated, _ = sampler.rewards.evaluated()
+            rows.append(
+                {
+                    "reward_calls": sampler.reward_calls,
+                    "samples": samples,
+                    "top100_found": top_found(env, top, evaluated),
+                    "top100_sampled": int((drawn & top).sum()),
+                }
+            )
+        return rows
+    trainer = DownstreamTrainer(
+        downstream_config("tfbind8", {}, args, seed), env.log_reward, pre.policy if method == "continue" else None
+    )
+    seen = torch.zeros_like(top)
+    while int(seen.sum()) < args.budget and samples < args.max_samples:
+        trainer.train_step()
+        samples += args.ft_batch
+        seen[env.state_index(trainer.last_trajectories.terminal)] = True
+        found = int((seen & top).sum())
+        rows.append(
+            {"reward_calls": int(seen.sum()), "samples": samples, "top100_found": found, "top100_sampled": found}
+        )
+    return rows
+
+
+def at_samples(rows, n):
+    """The last row with at most ``n`` samples."""
+    return [r for r in rows if r["samples"] <= n][-1]
+
+
 def downstream_study(args, out):
-    """TF Bind 8 with R' = the measured binding: continued training from the pretrained trunk against
-    a DB GFlowNet from scratch, the same R' calls (one per sample); distinct top-100 sequences found."""
+    """TF Bind 8 with R' = the measured binding: the amortised OC-GFN (token posterior) against DB
+    GFlowNets from scratch (and from the pretrained trunk), the same budget of R' calls; distinct
+    top-100 sequences found among the evaluated ones."""
     pre, _ = pretrain(args, out / "ocgfn_tfbind8", "tfbind8", {})
     env = pre.env
     outcomes = env.all_outcomes()
     top = torch.zeros(env.n_states, dtype=torch.bool)
     top[env.state_index(outcomes[env.log_reward(outcomes).topk(100).indices])] = True
-    finals = []
-    for method in ("continue", "scratch"):
+    runs = []
+    for method in args.methods:
         for seed in args.seeds:
-            torch.manual_seed(seed)
-            trainer = DownstreamTrainer(
-                downstream_config("tfbind8", {}, args, seed),
-                env.log_reward,
-                pre.policy if method == "continue" else None,
-            )
-            found = torch.zeros_like(top)
-            for _ in range(args.budget // args.ft_batch):
-                trainer.train_step()
-                found[env.state_index(trainer.last_trajectories.terminal)] = True
-            finals.append({"method": method, "seed": seed, "top100_found": int(found[top].sum())})
-            print(finals[-1], file=sys.stderr)
+            rows = tfbind8_run(method, pre, top, args, seed)
+            runs += [{"method": method, "seed": seed, **r} for r in rows]
+            print(method, seed, rows[-1], file=sys.stderr)
+    with open(out / "ocgfn_tfbind8_downstream.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(runs[0]))
+        writer.writeheader()
+        writer.writerows(runs)
+    fig, ax = plt.subplots(figsize=(6, 4))
     lines = [
-        f"# TF Bind 8, R' = measured binding: top-100 sequences found within {args.budget} samples\n",
-        "| method | top-100 found (per seed) | mean |",
-        "|---|---|---|",
+        f"# TF Bind 8, R' = measured binding: top-100 sequences found with {args.budget} R' calls\n",
+        "| method | found at the budget (per seed) | mean | samples drawn | found within 10,000 samples |",
+        "|---|---|---|---|---|",
     ]
-    for method in ("continue", "scratch"):
-        counts = [f["top100_found"] for f in finals if f["method"] == method]
-        lines.append(f"| {method} | {', '.join(map(str, counts))} | {statistics.mean(counts):.1f} |")
+    for method in args.methods:
+        finals, within, drawn = [], [], []
+        for seed in args.seeds:
+            mine = [r for r in runs if r["method"] == method and r["seed"] == seed]
+            ax.plot(
+                [r["reward_calls"] for r in mine],
+                [r["top100_found"] for r in mine],
+                color=f"C{args.methods.index(method)}",
+                label=method if seed == args.seeds[0] else None,
+            )
+            finals.append(mine[-1]["top100_found"])
+            within.append(at_samples(mine, 10_000)["top100_found"])
+            drawn.append(mine[-1]["samples"])
+        lines.append(
+            f"| {method} | {', '.join(map(str, finals))} | {statistics.mean(finals):.1f} | "
+            f"{', '.join(map(str, drawn))} | {', '.join(map(str, within))} |"
+        )
+    ax.set(xlabel="R' calls (distinct sequences evaluated)", ylabel="top-100 found", title="TF Bind 8")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "ocgfn_tfbind8_downstream.png", dpi=120)
+    plt.close(fig)
     text = "\n".join(lines) + "\n"
     (out / "ocgfn_tfbind8_downstream.md").write_text(text)
     print(text)
-    return finals
+    return runs
 
 
 def main(argv=None):
@@ -234,6 +327,15 @@ def main(argv=None):
     p.add_argument("--budget", type=int, default=2000, help="samples generated while adapting")
     p.add_argument("--ft-batch", type=int, default=16)
     p.add_argument("--k", type=int, default=8, help="outcomes per transition (amortised)")
+    p.add_argument("--loss", choices=["importance", "residual"], default="importance", help="amortised loss")
+    p.add_argument("--q-epsilon", type=float, default=0.2, help="uniform share of Q's proposal (amortised)")
+    p.add_argument("--ft-lr", type=float, default=3e-3, help="learning rate of N and Q (amortised)")
+    p.add_argument("--updates", type=int, default=8, help="gradient steps per batch of trajectories (amortised)")
+    p.add_argument("--teacher", type=int, default=16, help="pretrained rollouts to evaluated outcomes a step")
+    p.add_argument("--replay", type=int, default=16_000, help="transitions kept for the amortised updates")
+    p.add_argument("--minibatch", type=int, default=1024, help="transitions per amortised update")
+    p.add_argument("--max-samples", type=int, default=40_000, help="TF Bind 8: stop a run here if calls remain")
+    p.add_argument("--methods", nargs="+", default=["amortised", "scratch"], help="TF Bind 8 methods")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument(
@@ -244,7 +346,7 @@ def main(argv=None):
     p.add_argument(
         "--downstream-tfbind8",
         action="store_true",
-        help="TF Bind 8: continue vs scratch on the measured binding, top-100 found within --budget",
+        help="TF Bind 8 on the measured binding: top-100 found by --methods within --budget R' calls",
     )
     args = p.parse_args(argv)
     if args.quick:

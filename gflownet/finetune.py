@@ -4,7 +4,8 @@ Three methods, one per class:
     ExactMarginal     P_F^{R'}(s'|s) = sum_y R'(y) F(s|y) P_F(s'|s,y) / sum_y R'(y) F(s|y),
                       tabulated over every state and outcome (enumerable spaces only);
     Amortised         N(s'|s) and Q(y|s, s') trained with the fine-tuning loss on
-                      trajectories of N; samples with N alone;
+                      trajectories of N (and teacher rollouts of the pretrained model);
+                      samples with N alone;
     DownstreamTrainer a plain GFlowNet trained on R' (the Trainer), from scratch or
                       initialised from the pretrained trunk ("continued training").
 Where the environment knows which outcomes a state can still reach
@@ -15,6 +16,7 @@ saw those pairs, so its estimate there is arbitrary.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -22,10 +24,11 @@ from torch import nn
 
 from gflownet.config import load_callable
 from gflownet.environments.base import Environment, checked_log
+from gflownet.environments.sequences import Sequences
 from gflownet.errors import ConfigError
 from gflownet.metrics import transitions
 from gflownet.nets import MLP
-from gflownet.objectives.oc import amortised_finetune_loss
+from gflownet.objectives.oc import amortised_finetune_loss, importance_finetune_loss
 from gflownet.policy import Policy, masked_log_softmax
 from gflownet.pretrain import conditional_log_probs
 from gflownet.sampler import sample_forward
@@ -33,8 +36,8 @@ from gflownet.trainer import Trainer
 from gflownet.trajectories import Trajectories
 
 METHODS = ("amortised", "exact", "exact_visits", "continue", "scratch")
-# The exact marginal tabulates (state, outcome, action) triples; the amortised Q is a categorical over the
-# outcomes, scored against each of them at every transition. Above these sizes both would not fit in memory.
+# The exact marginal tabulates (state, outcome, action) triples; the amortised categorical Q scores every
+# outcome at every transition. Above these sizes neither would fit in memory.
 MAX_EXACT_TABLE = 1 << 27
 MAX_CATEGORICAL_OUTCOMES = 1 << 13
 
@@ -192,27 +195,127 @@ class ExactMarginal:
 
 
 # -- the amortised predictor ----------------------------------------------------------------
-class OutcomePosterior(nn.Module):
-    """Q(y|s, a): logits ``[M, Y]`` over the enumerated outcomes, from ``featurize(s)`` and a one-hot a."""
+class RewardCache:
+    """R' read once per distinct outcome: a repeated outcome costs no new call. At most ``budget``
+    distinct outcomes are ever evaluated (None: no limit); ``calls`` counts them."""
 
-    def __init__(self, env: Environment, n_outcomes: int, hidden: int, layers: int):
+    def __init__(self, log_reward: Callable, budget: int | None = None):
+        self.log_reward, self.budget = log_reward, budget
+        self.known: dict[tuple, float] = {}
+
+    @property
+    def calls(self) -> int:
+        return len(self.known)
+
+    def __call__(self, outcomes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log R' ``[N]`` of ``outcomes`` ``[N, *state_shape]`` and bool ``[N]``: evaluated (False only
+        for new outcomes past the budget; their log R' reads 0)."""
+        unique, inverse = torch.unique(outcomes.flatten(1), dim=0, return_inverse=True)
+        keys = [tuple(row) for row in unique.tolist()]
+        new = [i for i, key in enumerate(keys) if key not in self.known]
+        if self.budget is not None:
+            new = new[: max(self.budget - self.calls, 0)]
+        if new:
+            values = self.log_reward(unique[new].view(len(new), *outcomes.shape[1:])).tolist()
+            self.known.update(zip([keys[i] for i in new], values))
+        log_r = torch.tensor([self.known.get(key, float("nan")) for key in keys], device=outcomes.device)
+        evaluated = ~log_r.isnan()
+        return log_r.nan_to_num(0.0)[inverse], evaluated[inverse]
+
+    def evaluated(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The outcomes evaluated so far, long ``[calls, L]`` (flattened rows; ``[0, 0]`` before any call),
+        and their log R' ``[calls]``."""
+        rows = torch.tensor(list(self.known), dtype=torch.long).view(self.calls, -1 if self.known else 0)
+        return rows, torch.tensor(list(self.known.values()), dtype=torch.float64)
+
+
+class OutcomePosterior(nn.Module):
+    """Q(y|s, a) as a categorical over the enumerated ``outcomes`` ``[Y, *state_shape]``: logits
+    ``[M, Y]`` from ``featurize(s)`` and a one-hot a."""
+
+    def __init__(self, env: Environment, outcomes: torch.Tensor, hidden: int, layers: int):
         super().__init__()
         self.n_actions = env.n_actions
+        self.register_buffer("outcomes", outcomes)
         self.trunk = MLP(env.feature_dim + env.n_actions, hidden, layers)
-        self.head = nn.Linear(hidden, n_outcomes)
+        self.head = nn.Linear(hidden, len(outcomes))
 
     def forward(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         one_hot = nn.functional.one_hot(actions, self.n_actions).to(features.dtype)
         return self.head(self.trunk(torch.cat([features, one_hot], -1)))
 
+    def propose(self, env, states, features, actions, k, epsilon, generator=None):
+        """``k`` outcomes per transition from (1 - epsilon) Q + epsilon uniform over the outcomes still
+        reachable: y ``[M, k, *state_shape]``, log Q(y) ``[M, k]`` (differentiable) and the log-density
+        of the proposal they were drawn from ``[M, k]``."""
+        logits = self(features, actions)
+        reach = reachable_after(env, states, actions, self.outcomes)
+        if reach is not None:
+            logits = logits.masked_fill(~reach, float("-inf"))
+        log_q = logits.log_softmax(-1)
+        with torch.no_grad():
+            support = reach.float() if reach is not None else torch.ones_like(log_q)
+            proposal = (1 - epsilon) * log_q.exp() + epsilon * support / support.sum(-1, keepdim=True)
+            picked = torch.multinomial(proposal, k, replacement=True, generator=generator)  # [M, k]
+        return self.outcomes[picked], log_q.gather(1, picked), proposal.gather(1, picked).log()
+
+
+class TokenPosterior(nn.Module):
+    """Q(y|s, a) for append-only sequences of one length L over V tokens, never enumerating the V^L
+    outcomes: y extends the child s' (the positions s' fills are y's; after the exit y = s) and each
+    free position is an independent categorical over the tokens, logits ``[M, L, V]`` from
+    ``featurize(s)`` and a one-hot a. A factorised Q cannot express every posterior; as the proposal
+    of the importance-sampled marginal (``importance_finetune_loss``) it need not."""
+
+    def __init__(self, env: Environment, hidden: int, layers: int):
+        super().__init__()
+        if not self.supports(env):
+            raise ConfigError(
+                f"the token posterior needs append-only sequences of one length; {type(env).__name__} is not"
+            )
+        self.n_actions, self.n_tokens, self.length = env.n_actions, env.n_tokens, env.max_length
+        self.trunk = MLP(env.feature_dim + env.n_actions, hidden, layers)
+        self.head = nn.Linear(hidden, env.max_length * env.n_tokens)
+
+    @staticmethod
+    def supports(env: Environment) -> bool:
+        return isinstance(env, Sequences) and env.n_actions == env.n_tokens + 1 and env.min_length == env.max_length
+
+    def propose(self, env, states, features, actions, k, epsilon, generator=None):
+        """As ``OutcomePosterior.propose``; the uniform share draws every free position uniformly."""
+        M, L, V = len(states), self.length, self.n_tokens
+        one_hot = nn.functional.one_hot(actions, self.n_actions).to(features.dtype)
+        log_p = self.head(self.trunk(torch.cat([features, one_hot], -1))).view(M, L, V).log_softmax(-1)
+        children = env.step(states, actions)  # the exit leaves the state as it is
+        free = (children == env.pad)[:, None].expand(M, k, L)
+        with torch.no_grad():
+            from_q = torch.multinomial(log_p.exp().repeat_interleave(k, 0).view(-1, V), 1, generator=generator)
+            uniform = torch.randint(0, V, (M, k, L), device=states.device, generator=generator)
+            explore = torch.rand(M, k, 1, device=states.device, generator=generator) < epsilon
+            tokens = torch.where(explore, uniform, from_q.view(M, k, L))
+            y = torch.where(free, tokens, children[:, None])
+        log_q = (log_p[:, None].expand(M, k, L, V).gather(-1, y[..., None]).squeeze(-1) * free).sum(-1)
+        log_uniform = -free.sum(-1) * math.log(V)
+        share = torch.tensor([1 - epsilon, epsilon], dtype=log_q.dtype, device=log_q.device).log()
+        return y, log_q, torch.logaddexp(share[0] + log_q.detach(), share[1] + log_uniform)
+
 
 class Amortised(nn.Module):
     """N(s'|s) (a Policy whose forward logits are log N) and Q(y|s, s'), trained by ``step``.
 
-    Each step rolls out ``batch`` trajectories with N (``epsilon``-greedy), draws ``k`` outcomes
-    per transition from Q (uniform with probability ``q_epsilon``), and fits
-    log N + log Q to log R'(y) + log F(s|y) + log P_F(s'|s,y) of the frozen pretrained model.
-    R'(y) is computed once per outcome (``reward_calls`` counts them).
+    Each step rolls out ``batch`` trajectories with N (``epsilon``-greedy) and ``teacher`` trajectories
+    of the pretrained P_F(.|y) for outcomes y drawn in proportion to R' among those already evaluated
+    (no new call: they cover the region the fine-tuned sampler should reach, where N's own rollouts
+    may not go yet), keeps the last ``replay`` of their transitions (0: this step's only) and makes
+    ``updates`` gradient steps on ``minibatch`` of them (None: all), each drawing ``k`` outcomes per
+    transition from Q (with probability ``q_epsilon`` uniformly over the outcomes still reachable)
+    and fitting log N + log Q to log R'(y) + log F(s|y) + log P_F(s'|s,y) of the frozen pretrained model:
+    ``loss="importance"`` (``importance_finetune_loss``: N on the importance-sampled marginal) or
+    ``"residual"`` (``amortised_finetune_loss``, the paper's squared residual for both). ``posterior``:
+    "categorical" (``OutcomePosterior``, enumerable outcomes), "tokens" (``TokenPosterior``) or "auto"
+    (categorical where the outcomes can be listed, else tokens). R'(y) is evaluated once per distinct
+    outcome and at most ``max_reward_calls`` times (``reward_calls`` counts them); draws past that budget
+    are left out of the loss.
     """
 
     def __init__(
@@ -226,72 +329,114 @@ class Amortised(nn.Module):
         k: int = 8,
         q_epsilon: float = 0.2,
         epsilon: float = 0.0,
+        loss: str = "importance",
+        updates: int = 1,
+        max_reward_calls: int | None = None,
+        posterior: str = "auto",
+        teacher: int = 0,
+        replay: int = 0,
+        minibatch: int | None = None,
     ):
         super().__init__()
-        if not (env.enumerable and env.has_outcomes):
-            raise ConfigError(
-                f"the amortised predictor's Q is a categorical over the outcomes: "
-                f"{type(env).__name__} cannot enumerate its outcomes"
-            )
-        self.env, self.pretrained, self.reward_fn = env, pretrained, log_reward
-        self.k, self.q_epsilon, self.epsilon = k, q_epsilon, epsilon
-        self.register_buffer("outcomes", env.all_outcomes())
-        if len(self.outcomes) > MAX_CATEGORICAL_OUTCOMES:
-            raise ConfigError(
-                f"the amortised predictor's Q is a categorical over the outcomes: {len(self.outcomes)} "
-                f"is more than {MAX_CATEGORICAL_OUTCOMES}; use --method continue"
-            )
-        self.register_buffer("log_r", torch.zeros(len(self.outcomes), device=env.device))
-        self.register_buffer("known", torch.zeros(len(self.outcomes), dtype=torch.bool, device=env.device))
+        if loss not in ("importance", "residual"):
+            raise ConfigError(f"loss must be 'importance' or 'residual', got {loss!r}")
+        if loss == "residual" and max_reward_calls is not None:
+            raise ConfigError("a reward-call budget needs loss='importance' (the residual cannot drop draws)")
+        if posterior not in ("auto", "categorical", "tokens"):
+            raise ConfigError(f"posterior must be 'auto', 'categorical' or 'tokens', got {posterior!r}")
+        if not env.has_outcomes:
+            raise ConfigError(f"the amortised predictor needs outcomes; {type(env).__name__} declares none")
+        self.env, self.pretrained = env, pretrained
+        self.k, self.q_epsilon, self.epsilon, self.loss, self.updates = k, q_epsilon, epsilon, loss, updates
+        self.teacher, self.replay, self.minibatch = teacher, replay, minibatch
+        self.stored = (env.reset(0), torch.zeros(0, dtype=torch.long, device=env.device))  # replayed transitions
+        self.rewards = RewardCache(log_reward, max_reward_calls)
         self.n = Policy(env, hidden, layers, backward="uniform", log_z=False)
-        self.q = OutcomePosterior(env, len(self.outcomes), hidden, layers)
+        self.q = self._posterior(env, posterior, hidden, layers)
         self.to(env.device)
         self.optimizer = torch.optim.Adam(list(self.n.parameters()) + list(self.q.parameters()), lr=lr)
         pretrained.requires_grad_(False)
 
+    @staticmethod
+    def _posterior(env: Environment, posterior: str, hidden: int, layers: int) -> nn.Module:
+        listable = env.enumerable and len(env.all_outcomes()) <= MAX_CATEGORICAL_OUTCOMES
+        if posterior == "tokens" or (posterior == "auto" and not listable and TokenPosterior.supports(env)):
+            return TokenPosterior(env, hidden, layers)
+        if not listable:
+            raise ConfigError(
+                f"the amortised predictor's categorical Q lists the outcomes: {type(env).__name__} has more "
+                f"than {MAX_CATEGORICAL_OUTCOMES} (or cannot list them) and is not a sequence task of one "
+                "length for the token posterior; use --method continue"
+            )
+        return OutcomePosterior(env, env.all_outcomes(), hidden, layers)
+
     @property
     def reward_calls(self) -> int:
-        return int(self.known.sum())
-
-    def _outcome_log_reward(self, index: torch.Tensor) -> torch.Tensor:
-        new = torch.unique(index[~self.known[index]])
-        if len(new):
-            self.log_r[new] = self.reward_fn(self.outcomes[new]).to(self.log_r.dtype)
-            self.known[new] = True
-        return self.log_r[index]
+        return self.rewards.calls
 
     def sample(self, n: int, generator: torch.Generator | None = None, epsilon: float = 0.0) -> Trajectories:
         return sample_forward(self.env, self.n, n, epsilon=epsilon, generator=generator)
 
-    def step(self, batch: int, generator: torch.Generator | None = None) -> tuple[Trajectories, float]:
-        """One update on ``batch`` fresh trajectories of N; returns them and the loss."""
-        env, k = self.env, self.k
+    def step(self, batch: int, generator: torch.Generator | None = None) -> tuple[Trajectories, float | None]:
+        """``updates`` gradient steps on ``batch`` fresh trajectories of N; returns them and the last
+        loss (None when the reward budget left no draw to learn from)."""
         traj = self.sample(batch, generator, self.epsilon)
-        valid = traj.mask
-        states = traj.states[:, :-1][valid]  # [M, *state_shape]
-        actions = traj.actions[valid]
-        features = env.featurize(states)
+        states, actions = self._transitions([traj] + self._teacher_trajectories(generator))
+        loss = None
+        for _ in range(self.updates):
+            picked = slice(None)
+            if self.minibatch is not None and len(states) > self.minibatch:
+                picked = torch.randperm(len(states), device=states.device, generator=generator)[: self.minibatch]
+            loss = self._update(states[picked], self.env.featurize(states[picked]), actions[picked], generator)
+        return traj, loss
+
+    def _teacher_trajectories(self, generator) -> list[Trajectories]:
+        if not (self.teacher and self.reward_calls):
+            return []
+        outcomes, log_r = self.rewards.evaluated()
+        weights = (log_r - log_r.max()).exp()
+        y = outcomes[torch.multinomial(weights, self.teacher, replacement=True, generator=generator)]
+        y = y.view(self.teacher, *self.env.state_shape).to(self.env.device)
+        return [
+            sample_forward(self.env, self.pretrained, self.teacher, self.env.encode_outcome(y), generator=generator)
+        ]
+
+    def _transitions(self, batches: list[Trajectories]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (state ``[M, *state_shape]``, action ``[M]``) pairs to learn from: these batches' and, with
+        ``replay``, the last ``replay`` kept before them."""
+        states = torch.cat([t.states[:, :-1][t.mask] for t in batches])
+        actions = torch.cat([t.actions[t.mask] for t in batches])
+        if not self.replay:
+            return states, actions
+        kept_states, kept_actions = self.stored
+        self.stored = (
+            torch.cat([kept_states, states])[-self.replay :],
+            torch.cat([kept_actions, actions])[-self.replay :],
+        )
+        return self.stored
+
+    def _update(self, states, features, actions, generator) -> float | None:
+        env, k, M = self.env, self.k, len(states)
         log_n = self.n.forward_logits(features).gather(1, actions[:, None]).squeeze(1)
-        q_logits = self.q(features, actions)
-        reach = reachable_after(env, states, actions, self.outcomes)
-        if reach is not None:
-            q_logits = q_logits.masked_fill(~reach, float("-inf"))
-        log_q_all = q_logits.log_softmax(-1)
+        y, log_q, log_proposal = self.q.propose(env, states, features, actions, k, self.q_epsilon, generator)
         with torch.no_grad():
-            proposal = log_q_all.exp() * (1 - self.q_epsilon)
-            support = reach.float() if reach is not None else torch.ones_like(proposal)
-            proposal += self.q_epsilon * support / support.sum(-1, keepdim=True)
-            picked = torch.multinomial(proposal, k, replacement=True, generator=generator)  # [M, k]
-            rows = torch.arange(len(states), device=states.device).repeat_interleave(k)
-            y = self.outcomes[picked.reshape(-1)]
-            fwd, _, flow = self.pretrained.heads(features[rows], env.encode_outcome(y))
+            rows = torch.arange(M, device=states.device).repeat_interleave(k)
+            flat = y.flatten(0, 1)
+            log_r, evaluated = self.rewards(flat)
+            fwd, _, flow = self.pretrained.heads(features[rows], env.encode_outcome(flat))
             log_pf = masked_log_softmax(fwd, env.forward_mask(states[rows])).gather(1, actions[rows, None]).squeeze(1)
-            log_target = (self._outcome_log_reward(picked.reshape(-1)) + flow + log_pf).view(-1, k)
-        loss = amortised_finetune_loss(log_n, log_q_all.gather(1, picked), log_target)
+            log_target = (log_r.to(flow.dtype) + flow + log_pf).view(M, k)
+            valid = evaluated.view(M, k)
+        if not valid.any():
+            return None
+        if self.loss == "importance":
+            loss = importance_finetune_loss(log_n, log_q, log_target, log_proposal, valid)
+        else:
+            loss = amortised_finetune_loss(log_n, log_q, log_target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return traj, float(loss.detach())
+        return float(loss.detach())
 
 
 # -- plain GFlowNets on R' ------------------------------------------------------------------

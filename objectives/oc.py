@@ -21,6 +21,8 @@ so N is the marginal numerator sum_y R'(y) F(s|y) P_F(s'|s,y), and sampling
 s' ~ N(.|s) / sum N(.|s) is the marginal policy P_F^{R'}.
 """
 
+import math
+
 import torch
 
 from gflownet.objectives.db import detailed_balance
@@ -54,3 +56,31 @@ def amortised_finetune_loss(log_n, log_q, log_target):
         log_target: ``[M, K]`` log R'(y) + log F(s|y) + log P_F(s'|s,y) of those outcomes.
     """
     return (log_n[:, None] + log_q - log_target).pow(2).mean()
+
+
+def importance_finetune_loss(log_n, log_q, log_target, log_proposal, valid):
+    """The fine-tuning loss with N regressed on an importance-sampled marginal instead of the
+    residual alone.
+
+    With Q fixed, the residual above pins log N to E_y[log target(y) - log Q(y)]: a lower bound of
+    log sum_y target(y) that is short by KL(Q || the exact posterior), different for every action,
+    so N's policy stays biased until Q is exact on every transition. Here log N is fitted to
+        log (1/K) sum_k target(y_k) / proposal(y_k)        (detached; y_k ~ proposal),
+    which tends to log sum_y target(y) for any proposal that covers the reachable outcomes, and Q
+    is fitted by the residual with N held fixed (its minimiser is Q = target / N).
+
+    Args:
+        log_n: ``[M]`` log N of M transitions.
+        log_q: ``[M, K]`` log Q of the K outcomes drawn for each transition (differentiable).
+        log_target: ``[M, K]`` log R'(y) + log F(s|y) + log P_F(s'|s,y).
+        log_proposal: ``[M, K]`` log-density of the distribution the outcomes were drawn from.
+        valid: bool ``[M, K]``: draws whose R' is known. The others (past a reward-call budget) weigh
+            0 in the estimate, which then targets the marginal over the evaluated outcomes only, and
+            are left out of Q's residual; a transition without a valid draw is left out.
+    """
+    weights = torch.where(valid, log_target - log_proposal, float("-inf"))
+    counted = valid.any(1)
+    log_estimate = weights.logsumexp(1) - math.log(valid.shape[1])
+    n_term = (log_n - log_estimate.detach())[counted].pow(2).mean()
+    residual = (log_n.detach()[:, None] + log_q - log_target)[valid].pow(2).mean()
+    return n_term + residual

@@ -85,6 +85,19 @@ def test_ocgfn_quick(tmp_path):
     assert (tmp_path / "ocgfn_quick.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_ocgfn_tfbind8_downstream_quick(tmp_path):
+    import ocgfn
+
+    runs = ocgfn.main(["--quick", "--downstream-tfbind8", "--out", str(tmp_path)])
+    for method in ("amortised", "scratch"):
+        last = [r for r in runs if r["method"] == method][-1]
+        assert last["reward_calls"] >= 160 and 0 <= last["top100_found"] <= 100
+    amortised = [r for r in runs if r["method"] == "amortised"]
+    assert amortised[-1]["reward_calls"] == 160  # the budget of distinct sequences evaluated, exactly
+    assert "| amortised |" in (tmp_path / "ocgfn_tfbind8_downstream.md").read_text()
+    assert (tmp_path / "ocgfn_tfbind8_downstream.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_bench_hypergrid_quick(tmp_path):
     """This library's side alone (the peers' side venvs are not part of the test setup)."""
     import bench_hypergrid

@@ -155,9 +155,15 @@ def test_bad_inputs_give_one_clear_error(pre, tmp_path, capsys):
         )
         == 0
     )
-    for method in ("exact", "amortised"):  # 87,381 states x 65,536 outcomes: refused, not an out-of-memory
-        code, _, err = run_cli(capsys, "finetune", str(tf), "--method", method, "--out", ft)
-        assert_one_line_error(code, err, "outcomes")
+    # exact: 87,381 states x 65,536 outcomes, refused, not an out-of-memory; the amortised predictor's
+    # token posterior draws outcomes without listing them, each distinct one evaluated once
+    code, _, err = run_cli(capsys, "finetune", str(tf), "--method", "exact", "--out", ft)
+    assert_one_line_error(code, err, "outcomes")
+    argv = ["finetune", str(tf), "--method", "amortised", "--trajectories", "8", "--batch-size", "4"]
+    code, _, err = run_cli(capsys, *argv, "--no-progress", "--out", str(tmp_path / "tf_ft"))
+    assert code == 0, err
+    summary = json.loads((tmp_path / "tf_ft" / "summary.json").read_text())
+    assert 2 <= summary["reward_calls"] <= 2 * 4 * 9 * 8  # 2 steps x 4 trajectories x 9 transitions x k = 8
     code, _, err = run_cli(capsys, "pretrain", "--env", "sets", "--no-progress", "--out", str(tmp_path / "p"))
     assert_one_line_error(code, err, "declares no outcome space")
     code, _, err = run_cli(capsys, "pretrain", *TINY, "--set", "oc.floor=1", "--out", str(tmp_path / "p"))
