@@ -52,7 +52,7 @@ def measure(dim, side, batch, pairs, hidden, threads):
         for name, rollout in order if i % 2 else order[::-1]:
             t0 = time.perf_counter()
             traj = rollout()
-            traj.log_reward = trainer._score(traj)
+            traj.log_reward = trainer.env.log_reward(traj.terminal)
             t1 = time.perf_counter()
             trainer.learn(traj)
             seconds[name][0] += t1 - t0
