@@ -217,29 +217,22 @@ def test_amortised_defaults_have_one_source(pre, tmp_path, capsys):
     assert finetune_tiny(capsys, pre, tmp_path / "ft")["amortised"] == dataclasses.asdict(AmortisedSettings())
 
 
-def test_bad_amortised_settings_give_one_clear_error(pre, tmp_path, capsys):
-    ft = str(tmp_path / "ft")
-    code, _, err = run_cli(capsys, "finetune", str(pre), "--set", "kk=3", "--out", ft)
-    assert_one_line_error(code, err, "unknown finetune parameter 'kk'; did you mean k?")
-    assert "minibatch" in err and "teacher" in err  # the valid keys are named
-    code, _, err = run_cli(capsys, "finetune", str(pre), "--set", "amortised.side=3", "--out", ft)
-    assert_one_line_error(code, err, "unknown finetune parameter 'amortised.side'")
-    code, _, err = run_cli(capsys, "finetune", str(pre), "--set", "k", "--out", ft)
-    assert_one_line_error(code, err, "--set expects key=value")
-    code, _, err = run_cli(capsys, "finetune", str(pre), "--env", "hypergrid", "--set", "tau=3", "--out", ft)
-    assert_one_line_error(code, err, "unknown finetune parameter 'tau'")
-    code, _, err = run_cli(capsys, "finetune", str(pre), "--set", "k=0", "--out", ft)
-    assert_one_line_error(code, err, "amortised k must be >= 1")
-    code, _, err = run_cli(capsys, "finetune", str(pre), "--set", "k=two", "--out", ft)
-    assert_one_line_error(code, err, "amortised.k must be int")
-    code, _, err = run_cli(capsys, "finetune", str(pre), "--method", "exact", "--set", "k=2", "--out", ft)
-    assert_one_line_error(code, err, "do not apply to --method exact")
-    code, _, err = run_cli(
-        capsys, "finetune", str(pre), "--set", "loss=residual", "--max-reward-calls", "5", "--out", ft
-    )
-    assert_one_line_error(code, err, "needs loss='importance'")
-    code, _, err = run_cli(capsys, "finetune", str(pre), "--method", "exact", "--max-reward-calls", "5", "--out", ft)
-    assert_one_line_error(code, err, "all 9 outcomes")
-    code, _, err = run_cli(capsys, "finetune", str(pre), "--method", "scratch", "--max-reward-calls", "5", "--out", ft)
-    assert_one_line_error(code, err, "less than one batch")
+BAD_SETTINGS = [
+    (["--set", "kk=3"], "unknown finetune parameter 'kk'; did you mean k? (known: batch_size, device, epsilon"),
+    (["--set", "amortised.side=3"], "unknown finetune parameter 'amortised.side'"),
+    (["--set", "k"], "--set expects key=value"),
+    (["--env", "hypergrid", "--set", "tau=3"], "unknown finetune parameter 'tau'"),
+    (["--set", "k=0"], "amortised k must be >= 1"),
+    (["--set", "k=two"], "amortised.k must be int"),
+    (["--method", "exact", "--set", "k=2"], "do not apply to --method exact"),
+    (["--set", "loss=residual", "--max-reward-calls", "5"], "needs loss='importance'"),
+    (["--method", "exact", "--max-reward-calls", "5"], "all 9 outcomes"),
+    (["--method", "scratch", "--max-reward-calls", "5"], "less than one batch"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_SETTINGS)
+def test_bad_amortised_settings_give_one_clear_error(pre, tmp_path, capsys, argv, message):
+    code, _, err = run_cli(capsys, "finetune", str(pre), *argv, "--out", str(tmp_path / "ft"))
+    assert_one_line_error(code, err, message)
     assert not (tmp_path / "ft").exists()
