@@ -360,6 +360,7 @@ class Amortised(nn.Module):
         log_reward: Callable,
         hidden: int = 256,
         layers: int = 2,
+        *,
         max_reward_calls: int | None = None,
         **settings,
     ):

@@ -145,7 +145,7 @@ def finetune(
             log_reward,
             model.hidden,
             model.layers,
-            ft.max_reward_calls,
+            max_reward_calls=ft.max_reward_calls,
             **dataclasses.asdict(ft.amortised),
         )
         for _ in _steps(math.ceil(ft.trajectories / ft.batch_size), progress):
