@@ -67,7 +67,7 @@ assert (
             "--method",
             "amortised",
             "--trajectories",
-            "9600",
+            "800",
             "--out",
             "runs/ft_amortised",
             "--no-progress",

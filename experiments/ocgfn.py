@@ -41,7 +41,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from gflownet.config import RunConfig  # noqa: E402
-from gflownet.finetune import Amortised, DownstreamTrainer, ExactMarginal, RewardSwap  # noqa: E402
+from gflownet.finetune import Amortised, AmortisedSettings, DownstreamTrainer, ExactMarginal, RewardSwap  # noqa: E402
 from gflownet.metrics import distances, policy_log_probs, target_distribution, terminal_distribution  # noqa: E402
 from gflownet.pretrain import OCConfig, PretrainTrainer, conditional_log_probs  # noqa: E402
 
@@ -313,7 +313,7 @@ def downstream_study(args, out):
     return runs
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a small grid and budgets, for CI")
     p.add_argument("--side", type=int, default=16)
@@ -326,14 +326,15 @@ def main(argv=None):
     p.add_argument("--n-modes", type=int, default=12)
     p.add_argument("--budget", type=int, default=2000, help="samples generated while adapting")
     p.add_argument("--ft-batch", type=int, default=16)
-    p.add_argument("--k", type=int, default=8, help="outcomes per transition (amortised)")
-    p.add_argument("--loss", choices=["importance", "residual"], default="importance", help="amortised loss")
-    p.add_argument("--q-epsilon", type=float, default=0.2, help="uniform share of Q's proposal (amortised)")
-    p.add_argument("--ft-lr", type=float, default=3e-3, help="learning rate of N and Q (amortised)")
-    p.add_argument("--updates", type=int, default=8, help="gradient steps per batch of trajectories (amortised)")
-    p.add_argument("--teacher", type=int, default=16, help="pretrained rollouts to evaluated outcomes a step")
-    p.add_argument("--replay", type=int, default=16_000, help="transitions kept for the amortised updates")
-    p.add_argument("--minibatch", type=int, default=1024, help="transitions per amortised update")
+    amortised = AmortisedSettings()  # the defaults of `gflownet finetune --method amortised`
+    p.add_argument("--k", type=int, default=amortised.k, help="outcomes per transition (amortised)")
+    p.add_argument("--loss", choices=["importance", "residual"], default=amortised.loss, help="amortised loss")
+    p.add_argument("--q-epsilon", type=float, default=amortised.q_epsilon, help="uniform share of Q's proposal")
+    p.add_argument("--ft-lr", type=float, default=amortised.lr, help="learning rate of N and Q (amortised)")
+    p.add_argument("--updates", type=int, default=amortised.updates, help="gradient steps per batch (amortised)")
+    p.add_argument("--teacher", type=int, default=amortised.teacher, help="pretrained rollouts a step")
+    p.add_argument("--replay", type=int, default=amortised.replay, help="transitions kept for the updates")
+    p.add_argument("--minibatch", type=int, default=amortised.minibatch, help="transitions per update (0: all)")
     p.add_argument("--max-samples", type=int, default=40_000, help="TF Bind 8: stop a run here if calls remain")
     p.add_argument("--methods", nargs="+", default=["amortised", "scratch"], help="TF Bind 8 methods")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -348,7 +349,11 @@ def main(argv=None):
         action="store_true",
         help="TF Bind 8 on the measured binding: top-100 found by --methods within --budget R' calls",
     )
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     if args.quick:
         args.side, args.hidden, args.batch_size, args.pretrain_trajectories = 5, 64, 32, 4800
         args.evals, args.success_samples, args.tasks, args.n_modes = 3, 200, 1, 3

@@ -11,7 +11,8 @@
 Keyword parameters are the ``--set`` names (environment, objective, model and
 training parameters; qualify an ambiguous one as ``env__temperature``), so
 ``gflownet train --env sets --set size=12 --batch-size 16`` reads
-``gflownet.train(env="sets", size=12, batch_size=16)``.
+``gflownet.train(env="sets", size=12, batch_size=16)``. Fine-tuning a pretrained
+OC-GFN (``gflownet finetune``) is ``gflownet.api.finetune("runs/pre", "runs/ft", k=16, teacher=32)``.
 """
 
 from __future__ import annotations
@@ -73,3 +74,27 @@ def train(
 def load(path: str | Path, device: str | None = None) -> Run:
     """The trained run in folder ``path`` (``Run.load``)."""
     return Run.load(path, device)
+
+
+def finetune(
+    pretrained: str | Path,
+    out: str | Path,
+    method: str = "amortised",
+    reward: str = "default",
+    *,
+    env: str | None = None,
+    env_params: dict | None = None,
+    progress: bool = False,
+    **params: Any,
+) -> dict:
+    """Fine-tune the OC-GFN pretrained in folder ``pretrained`` (as ``gflownet finetune``) into ``out``;
+    returns the summary. ``params`` are the ``--set`` names: the amortised predictor's settings
+    (``gflownet.finetune.AmortisedSettings``: loss, updates, lr, k, teacher, ...) and
+    ``trajectories``, ``batch_size``, ``seed``, ``device``, ``max_reward_calls`` (qualify as
+    ``finetune__lr`` for the learning rate of ``continue`` / ``scratch``). ``env``, ``env_params``:
+    the environment the reward is meant for, checked against the checkpoint."""
+    from gflownet.oc_runs import finetune as finetune_folder
+    from gflownet.oc_runs import finetune_config
+
+    config = finetune_config(method, reward, **params)
+    return finetune_folder(Path(pretrained), config, Path(out), env, env_params, progress)

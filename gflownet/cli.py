@@ -196,14 +196,26 @@ def cmd_pretrain(args) -> None:
 
 
 def cmd_finetune(args) -> None:
-    from gflownet.config import RunConfig
-    from gflownet.oc_runs import FinetuneConfig, finetune
+    from gflownet.config import RunConfig, _parse_value
+    from gflownet.environments import env_parameters
+    from gflownet.errors import ConfigError
+    from gflownet.oc_runs import finetune, finetune_config
 
-    ft = FinetuneConfig(method=args.method, reward=args.reward)
-    for name in ("trajectories", "batch_size", "seed", "device"):
+    env_names = set(env_parameters(args.env)) if args.env else set()
+    env_items, params = [], {}
+    for item in args.assignments:  # with --env, environment parameters; the rest configure the fine-tuning
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        if key.strip().removeprefix("env.") in env_names:
+            env_items.append(item)
+        else:
+            params[key.strip()] = _parse_value(raw)
+    ft = finetune_config(args.method, args.reward, **params)
+    for name in ("trajectories", "batch_size", "seed", "device", "max_reward_calls"):
         if getattr(args, name) is not None:
             setattr(ft, name, getattr(args, name))
-    env_params = RunConfig(env=args.env).apply(args.assignments).env_params if args.env else {}
+    env_params = RunConfig(env=args.env).apply(env_items).env_params if args.env else {}
     out = Path(args.out)
     summary = finetune(Path(args.pretrained), ft, out, args.env, env_params, progress=not args.no_progress)
     print(_table(summary))
@@ -263,7 +275,13 @@ def cmd_list(args) -> None:
     for name, o in OBJECTIVES.items():
         params = f" parameters: {', '.join(f'{k}={v}' for k, v in o.defaults.items())}" if o.defaults else ""
         print(f"  {name:10s} {o.summary}{params}")
-    for title, cls in (("model", ModelConfig), ("train", TrainConfig)):
+    from gflownet.finetune import AmortisedSettings
+
+    for title, cls in (
+        ("model", ModelConfig),
+        ("train", TrainConfig),
+        ("finetune --method amortised", AmortisedSettings),
+    ):
         print(f"{title} parameters (--set KEY=VALUE):")
         for f in dataclasses.fields(cls):
             print(f"  {f.name:16s} {f.default!r:10} {f.metadata['help']}")
@@ -329,9 +347,18 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         dest="assignments",
-        help="environment parameters, with --env (checked against the checkpoint)",
+        help="a setting of --method amortised (loss, updates, lr, k, q_epsilon, teacher, replay, ...: "
+        "`gflownet list` shows them all with their defaults), or with --env an environment parameter "
+        "(checked against the checkpoint); repeatable",
     )
     p.add_argument("--trajectories", type=int, help="fine-tuning trajectories (default 16000)")
+    p.add_argument(
+        "--max-reward-calls",
+        type=int,
+        metavar="N",
+        help="evaluate R' on at most N distinct objects (amortised: outcomes, cached; continue / scratch: "
+        "samples, training stops; exact: refused if there are more outcomes)",
+    )
     p.add_argument("--batch-size", type=int, help="trajectories per step (default 16)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default cpu)")

@@ -17,12 +17,13 @@ saw those pairs, so its estimate there is arbitrary.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
-from gflownet.config import load_callable
+from gflownet.config import _build, _f, load_callable
 from gflownet.environments.base import Environment, checked_log
 from gflownet.environments.sequences import Sequences
 from gflownet.errors import ConfigError
@@ -300,14 +301,48 @@ class TokenPosterior(nn.Module):
         return y, log_q, torch.logaddexp(share[0] + log_q.detach(), share[1] + log_uniform)
 
 
+@dataclass
+class AmortisedSettings:
+    """How the amortised predictor trains (``Amortised``). The defaults are the settings that brought
+    the 2-D grid of side 32 within 0.05 L1 of the exact marginal (README, OC-GFN section); the CLI
+    (``gflownet finetune --set KEY=VALUE``) and experiments/ocgfn.py both start from them."""
+
+    loss: str = _f("importance", "N on the importance-sampled marginal, or 'residual' (the paper's squares)")
+    updates: int = _f(8, "gradient steps per batch of trajectories")
+    lr: float = _f(3e-3, "Adam learning rate of N and Q")
+    k: int = _f(8, "outcomes drawn from Q per transition")
+    q_epsilon: float = _f(0.2, "uniform share of Q's proposal over the outcomes still reachable")
+    epsilon: float = _f(0.0, "uniform share of N's own rollouts")
+    posterior: str = _f("auto", "Q: 'categorical' (listed outcomes), 'tokens' (sequences) or 'auto'")
+    teacher: int = _f(16, "pretrained rollouts to evaluated outcomes a step (0: none)")
+    replay: int = _f(16_000, "transitions kept for the updates (0: this step's only)")
+    minibatch: int = _f(1024, "transitions per update (0: all)")
+
+    def check(self) -> "AmortisedSettings":
+        if self.loss not in ("importance", "residual"):
+            raise ConfigError(f"loss must be 'importance' or 'residual', got {self.loss!r}")
+        if self.posterior not in ("auto", "categorical", "tokens"):
+            raise ConfigError(f"posterior must be 'auto', 'categorical' or 'tokens', got {self.posterior!r}")
+        for name in ("updates", "k"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"amortised {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("teacher", "replay", "minibatch"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"amortised {name} must be >= 0, got {getattr(self, name)}")
+        if not (self.lr > 0 and 0 <= self.q_epsilon <= 1 and 0 <= self.epsilon <= 1):
+            raise ConfigError("amortised fine-tuning needs lr > 0, 0 <= q_epsilon <= 1 and 0 <= epsilon <= 1")
+        return self
+
+
 class Amortised(nn.Module):
-    """N(s'|s) (a Policy whose forward logits are log N) and Q(y|s, s'), trained by ``step``.
+    """N(s'|s) (a Policy whose forward logits are log N) and Q(y|s, s'), trained by ``step``;
+    ``settings`` are ``AmortisedSettings`` fields (keywords; the rest keep their defaults).
 
     Each step rolls out ``batch`` trajectories with N (``epsilon``-greedy) and ``teacher`` trajectories
     of the pretrained P_F(.|y) for outcomes y drawn in proportion to R' among those already evaluated
     (no new call: they cover the region the fine-tuned sampler should reach, where N's own rollouts
     may not go yet), keeps the last ``replay`` of their transitions (0: this step's only) and makes
-    ``updates`` gradient steps on ``minibatch`` of them (None: all), each drawing ``k`` outcomes per
+    ``updates`` gradient steps on ``minibatch`` of them (0: all), each drawing ``k`` outcomes per
     transition from Q (with probability ``q_epsilon`` uniformly over the outcomes still reachable)
     and fitting log N + log Q to log R'(y) + log F(s|y) + log P_F(s'|s,y) of the frozen pretrained model:
     ``loss="importance"`` (``importance_finetune_loss``: N on the importance-sampled marginal) or
@@ -325,36 +360,25 @@ class Amortised(nn.Module):
         log_reward: Callable,
         hidden: int = 256,
         layers: int = 2,
-        lr: float = 1e-3,
-        k: int = 8,
-        q_epsilon: float = 0.2,
-        epsilon: float = 0.0,
-        loss: str = "importance",
-        updates: int = 1,
+        *,
         max_reward_calls: int | None = None,
-        posterior: str = "auto",
-        teacher: int = 0,
-        replay: int = 0,
-        minibatch: int | None = None,
+        **settings,
     ):
         super().__init__()
-        if loss not in ("importance", "residual"):
-            raise ConfigError(f"loss must be 'importance' or 'residual', got {loss!r}")
-        if loss == "residual" and max_reward_calls is not None:
+        self.settings = s = _build(AmortisedSettings, settings, "amortised").check()
+        if s.loss == "residual" and max_reward_calls is not None:
             raise ConfigError("a reward-call budget needs loss='importance' (the residual cannot drop draws)")
-        if posterior not in ("auto", "categorical", "tokens"):
-            raise ConfigError(f"posterior must be 'auto', 'categorical' or 'tokens', got {posterior!r}")
         if not env.has_outcomes:
             raise ConfigError(f"the amortised predictor needs outcomes; {type(env).__name__} declares none")
         self.env, self.pretrained = env, pretrained
-        self.k, self.q_epsilon, self.epsilon, self.loss, self.updates = k, q_epsilon, epsilon, loss, updates
-        self.teacher, self.replay, self.minibatch = teacher, replay, minibatch
+        self.k, self.q_epsilon, self.epsilon, self.loss, self.updates = s.k, s.q_epsilon, s.epsilon, s.loss, s.updates
+        self.teacher, self.replay, self.minibatch = s.teacher, s.replay, s.minibatch
         self.stored = (env.reset(0), torch.zeros(0, dtype=torch.long, device=env.device))  # replayed transitions
         self.rewards = RewardCache(log_reward, max_reward_calls)
         self.n = Policy(env, hidden, layers, backward="uniform", log_z=False)
-        self.q = self._posterior(env, posterior, hidden, layers)
+        self.q = self._posterior(env, s.posterior, hidden, layers)
         self.to(env.device)
-        self.optimizer = torch.optim.Adam(list(self.n.parameters()) + list(self.q.parameters()), lr=lr)
+        self.optimizer = torch.optim.Adam(list(self.n.parameters()) + list(self.q.parameters()), lr=s.lr)
         pretrained.requires_grad_(False)
 
     @staticmethod
@@ -385,7 +409,7 @@ class Amortised(nn.Module):
         loss = None
         for _ in range(self.updates):
             picked = slice(None)
-            if self.minibatch is not None and len(states) > self.minibatch:
+            if self.minibatch and len(states) > self.minibatch:
                 picked = torch.randperm(len(states), device=states.device, generator=generator)[: self.minibatch]
             loss = self._update(states[picked], self.env.featurize(states[picked]), actions[picked], generator)
         return traj, loss

@@ -13,18 +13,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from gflownet import checkpoint
-from gflownet.config import RunConfig
+from gflownet.config import RunConfig, _build, unknown_name
 from gflownet.environments import make_env
 from gflownet.errors import CheckpointError, ConfigError
 from gflownet.finetune import (
     METHODS,
     Amortised,
+    AmortisedSettings,
     DownstreamTrainer,
     ExactMarginal,
     RewardSwap,
@@ -58,21 +59,44 @@ class FinetuneConfig:
     reward: str = "default"
     trajectories: int = 16_000
     batch_size: int = 16
-    lr: float = 1e-3
+    lr: float = 1e-3  # continue / scratch; the amortised predictor's is amortised.lr
     seed: int = 0
     device: str = "cpu"
-    k: int = 8  # outcomes drawn per transition (amortised)
-    q_epsilon: float = 0.2  # uniform share of the outcome proposal (amortised)
+    max_reward_calls: int | None = None  # distinct R' evaluations allowed (None: no limit)
+    amortised: AmortisedSettings = field(default_factory=AmortisedSettings)
 
     def check(self) -> "FinetuneConfig":
         if self.method not in METHODS:
             raise ConfigError(f"unknown fine-tuning method {self.method!r} (known: {', '.join(METHODS)})")
-        for name in ("trajectories", "batch_size", "k"):
+        for name in ("trajectories", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"finetune {name} must be >= 1, got {getattr(self, name)}")
-        if not (self.lr > 0 and 0 <= self.q_epsilon <= 1):
-            raise ConfigError("finetune needs lr > 0 and 0 <= q_epsilon <= 1")
+        if self.max_reward_calls is not None and self.max_reward_calls < 1:
+            raise ConfigError(f"finetune max_reward_calls must be >= 1, got {self.max_reward_calls}")
+        if not self.lr > 0:
+            raise ConfigError(f"finetune lr must be > 0, got {self.lr}")
+        if self.method != "amortised" and self.amortised != AmortisedSettings():
+            raise ConfigError(f"the amortised settings (--set KEY=VALUE) do not apply to --method {self.method}")
+        self.amortised.check()
         return self
+
+
+def finetune_config(method: str = "amortised", reward: str = "default", **params) -> FinetuneConfig:
+    """A FinetuneConfig from keyword parameters, as ``gflownet finetune --set KEY=VALUE`` reads them:
+    an ``AmortisedSettings`` name (bare or ``amortised.KEY``; ``amortised__KEY`` as a keyword) or
+    another FinetuneConfig field (``finetune.KEY`` where a name is both, as ``lr``). Not yet checked."""
+    amortised_names = {f.name for f in dataclasses.fields(AmortisedSettings)}
+    own_names = {f.name for f in dataclasses.fields(FinetuneConfig)} - {"method", "reward", "amortised"}
+    amortised, own = {}, {}
+    for key, value in params.items():
+        section, _, name = key.replace("__", ".").rpartition(".")
+        if section in ("", "amortised") and name in amortised_names:
+            amortised[name] = value
+        elif section in ("", "finetune") and name in own_names:
+            own[name] = value
+        else:
+            raise unknown_name("finetune parameter", key, amortised_names | own_names)
+    return FinetuneConfig(method, reward, amortised=_build(AmortisedSettings, amortised, "amortised"), **own)
 
 
 def check_environment(pre: Path, saved: RunConfig, env: str | None, env_params: dict) -> None:
@@ -107,6 +131,7 @@ def finetune(
     start = time.perf_counter()
     summary = {"method": ft.method, "reward": ft.reward}
     if ft.method.startswith("exact"):
+        _check_exact_budget(base_env, ft.max_reward_calls)
         sampler = ExactMarginal(
             base_env, pretrained.policy, log_reward, flows="visits" if ft.method == "exact_visits" else "head"
         )
@@ -115,11 +140,17 @@ def finetune(
     elif ft.method == "amortised":
         model = pretrained.config.model
         amortised = Amortised(
-            base_env, pretrained.policy, log_reward, model.hidden, model.layers, ft.lr, ft.k, ft.q_epsilon
+            base_env,
+            pretrained.policy,
+            log_reward,
+            model.hidden,
+            model.layers,
+            max_reward_calls=ft.max_reward_calls,
+            **dataclasses.asdict(ft.amortised),
         )
-        for _ in _steps(ft, progress):
+        for _ in _steps(math.ceil(ft.trajectories / ft.batch_size), progress):
             _, loss = amortised.step(ft.batch_size, generator)
-        summary.update(final_loss=loss, reward_calls=amortised.reward_calls)
+        summary.update(final_loss=loss, reward_calls=amortised.reward_calls, amortised=dataclasses.asdict(ft.amortised))
         spec = {
             "hidden": model.hidden,
             "layers": model.layers,
@@ -137,7 +168,8 @@ def finetune(
         t.lr_schedule = "constant"
         init = pretrained.policy if ft.method == "continue" else None
         trainer = DownstreamTrainer(config, log_reward, init)
-        for _ in _steps(ft, progress):
+        steps = _downstream_steps(ft)
+        for _ in _steps(steps, progress):
             trainer.train_step()
         m = config.model
         spec = {
@@ -149,7 +181,8 @@ def finetune(
             "arch": m.arch,
         }
         state = {"policy": trainer.policy.state_dict()}
-        summary["reward_calls"] = ft.trajectories
+        summary["reward_calls"] = steps * ft.batch_size  # one R' call per sample
+    summary["max_reward_calls"] = ft.max_reward_calls
     summary["seconds"] = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)
     checkpoint.save(
@@ -171,11 +204,35 @@ def finetune(
     return summary
 
 
-def _steps(ft: FinetuneConfig, progress: bool):
+def _check_exact_budget(env, max_reward_calls: int | None) -> None:
+    """The exact marginal reads R' on every outcome: refuse before any call if they exceed the budget."""
+    if max_reward_calls is not None and env.enumerable and env.has_outcomes:
+        n = len(env.all_outcomes())
+        if n > max_reward_calls:
+            raise ConfigError(
+                f"the exact marginal evaluates R' on all {n} outcomes, more than --max-reward-calls "
+                f"{max_reward_calls}; use --method amortised"
+            )
+
+
+def _downstream_steps(ft: FinetuneConfig) -> int:
+    """Steps of a plain GFlowNet on R' (one call per sample): ``ft.trajectories``, cut to the budget."""
+    steps = math.ceil(ft.trajectories / ft.batch_size)
+    if ft.max_reward_calls is None:
+        return steps
+    if ft.max_reward_calls < ft.batch_size:
+        raise ConfigError(
+            f"--max-reward-calls {ft.max_reward_calls} is less than one batch of {ft.batch_size} samples "
+            f"(--method {ft.method} evaluates R' on every sample)"
+        )
+    return min(steps, ft.max_reward_calls // ft.batch_size)
+
+
+def _steps(n: int, progress: bool):
     from tqdm.auto import tqdm
 
     return tqdm(
-        range(math.ceil(ft.trajectories / ft.batch_size)),
+        range(n),
         disable=not progress,
         desc="finetune",
         unit="step",
@@ -185,10 +242,12 @@ def _steps(ft: FinetuneConfig, progress: bool):
 
 class Sampler:
     """A sampler read from a run folder. A pretrained OC-GFN (``log_reward`` None) draws y uniformly
-    and rolls out P_F(.|y); a fine-tuned one rolls out its policy and scores x with ``log_reward``."""
+    and rolls out P_F(.|y); a fine-tuned one rolls out its policy and scores x with ``log_reward``.
+    ``finetune``: the settings it was fine-tuned with (the saved ``FinetuneConfig`` as a dict; None for
+    a pretrained model)."""
 
-    def __init__(self, env, policy, log_reward=None):
-        self.env, self.policy, self.log_reward = env, policy, log_reward
+    def __init__(self, env, policy, log_reward=None, finetune: dict | None = None):
+        self.env, self.policy, self.log_reward, self.finetune = env, policy, log_reward, finetune
         self._rollout_env = IndexFeatures(env) if isinstance(policy, TablePolicy) else env
 
     @torch.no_grad()
@@ -238,4 +297,5 @@ def load_sampler(path: str | Path, device: str | None = None) -> Sampler:
     else:
         policy = Policy(env, **state["policy_spec"])
         policy.load_state_dict(state["policy"])
-    return Sampler(env, policy.to(env.device), downstream_log_reward(env, state["finetune"]["reward"]))
+    settings = state["finetune"]
+    return Sampler(env, policy.to(env.device), downstream_log_reward(env, settings["reward"]), settings)

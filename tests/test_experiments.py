@@ -98,6 +98,14 @@ def test_ocgfn_tfbind8_downstream_quick(tmp_path):
     assert (tmp_path / "ocgfn_tfbind8_downstream.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_ocgfn_amortised_defaults_are_the_cli_defaults():
+    import ocgfn
+
+    from gflownet.finetune import AmortisedSettings
+
+    assert AmortisedSettings(**ocgfn.amortised_settings(ocgfn.parse_args([]))) == AmortisedSettings()
+
+
 def test_bench_hypergrid_quick(tmp_path):
     """This library's side alone (the peers' side venvs are not part of the test setup)."""
     import bench_hypergrid

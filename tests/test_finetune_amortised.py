@@ -114,7 +114,7 @@ def test_amortised_token_posterior_fits_r_over_z_on_a_tree(budget):
     log_reward = lambda x: tree_reward(x).log().float()  # noqa: E731
     amortised = Amortised(
         env, TreeOracle(env), log_reward, hidden=32, layers=2, lr=3e-3, k=4, updates=2,
-        max_reward_calls=budget, posterior="tokens",
+        max_reward_calls=budget, posterior="tokens", teacher=0, replay=0, minibatch=0,
     )  # fmt: skip
     generator = torch.Generator().manual_seed(0)
     for _ in range(400):

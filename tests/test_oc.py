@@ -180,7 +180,8 @@ def test_fine_tuning_amortised_matches_exact_marginal(pretrained):
     target, _ = target_distribution(downstream)
     exact_l1 = distances(terminal_distribution(env, exact.log_pf), target)["l1"]
     torch.manual_seed(0)
-    amortised = Amortised(env, trainer.policy, downstream.log_reward, hidden=64, layers=2)
+    plain = dict(lr=1e-3, updates=1, teacher=0, replay=0, minibatch=0)  # on-policy, one update a step
+    amortised = Amortised(env, trainer.policy, downstream.log_reward, hidden=64, layers=2, **plain)
     generator = torch.Generator().manual_seed(0)
     for _ in range(300):
         amortised.step(16, generator)

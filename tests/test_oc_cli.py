@@ -2,15 +2,19 @@
 checkpoint's device mapping, and one clear error for each bad input."""
 
 import csv
+import dataclasses
 import json
 
 import pytest
 import torch
 
+import gflownet.api
+
 from gflownet import checkpoint
 from gflownet.cli import main
 from gflownet.errors import ConfigError
-from gflownet.oc_runs import load_sampler
+from gflownet.finetune import Amortised, AmortisedSettings
+from gflownet.oc_runs import FinetuneConfig, load_sampler
 from gflownet.pretrain import load_pretrained
 from test_cli import assert_one_line_error, run_cli
 
@@ -160,11 +164,75 @@ def test_bad_inputs_give_one_clear_error(pre, tmp_path, capsys):
     code, _, err = run_cli(capsys, "finetune", str(tf), "--method", "exact", "--out", ft)
     assert_one_line_error(code, err, "outcomes")
     argv = ["finetune", str(tf), "--method", "amortised", "--trajectories", "8", "--batch-size", "4"]
-    code, _, err = run_cli(capsys, *argv, "--no-progress", "--out", str(tmp_path / "tf_ft"))
+    on_policy = ["--set", "updates=1", "--set", "teacher=0", "--set", "replay=0"]
+    code, _, err = run_cli(capsys, *argv, *on_policy, "--no-progress", "--out", str(tmp_path / "tf_ft"))
     assert code == 0, err
     summary = json.loads((tmp_path / "tf_ft" / "summary.json").read_text())
     assert 2 <= summary["reward_calls"] <= 2 * 4 * 9 * 8  # 2 steps x 4 trajectories x 9 transitions x k = 8
+    code, _, err = run_cli(capsys, *argv, "--max-reward-calls", "50", "--no-progress", "--out", str(tmp_path / "b"))
+    assert code == 0, err  # Q proposes thousands of distinct 8-mers at the defaults; 50 are evaluated
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["reward_calls"] == 50
     code, _, err = run_cli(capsys, "pretrain", "--env", "sets", "--no-progress", "--out", str(tmp_path / "p"))
     assert_one_line_error(code, err, "declares no outcome space")
     code, _, err = run_cli(capsys, "pretrain", *TINY, "--set", "oc.floor=1", "--out", str(tmp_path / "p"))
     assert_one_line_error(code, err, "oc parameter")
+
+
+def finetune_tiny(capsys, pre, out, *extra):
+    argv = ["--reward", "tests.user_rewards:corner", "--trajectories", "32", "--batch-size", "8", "--no-progress"]
+    code, _, err = run_cli(capsys, "finetune", str(pre), *argv, *extra, "--out", str(out))
+    assert code == 0, err
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_amortised_settings_from_the_command_line(pre, tmp_path, capsys):
+    settings = ["--set", "k=2", "--set", "updates=1", "--set", "amortised.teacher=0", "--set", "lr=0.01"]
+    free = finetune_tiny(capsys, pre, tmp_path / "free", *settings)
+    capped = finetune_tiny(capsys, pre, tmp_path / "capped", *settings, "--max-reward-calls", "4")
+    assert free["reward_calls"] > 4 and capped["reward_calls"] == 4  # the budget, not the draws, stops the calls
+    expected = {**dataclasses.asdict(AmortisedSettings()), "k": 2, "updates": 1, "teacher": 0, "lr": 0.01}
+    assert capped["amortised"] == expected and capped["max_reward_calls"] == 4
+    assert json.loads((tmp_path / "capped" / "finetune.json").read_text())["amortised"] == expected
+    sampler = load_sampler(tmp_path / "capped")  # what `gflownet sample` reads back
+    assert sampler.finetune["amortised"] == expected and sampler.finetune["max_reward_calls"] == 4
+    api = gflownet.api.finetune(
+        pre, tmp_path / "api", reward="tests.user_rewards:corner", trajectories=32, batch_size=8,
+        k=2, updates=1, amortised__teacher=0, lr=0.01, max_reward_calls=4,
+    )  # fmt: skip
+    assert {**api, "seconds": 0} == {**capped, "seconds": 0}  # the Python API and the CLI are one path
+    # continue / scratch evaluate R' on every sample: the budget stops training after whole batches
+    assert (
+        finetune_tiny(capsys, pre, tmp_path / "db", "--method", "scratch", "--max-reward-calls", "20")["reward_calls"]
+        == 16
+    )
+
+
+def test_amortised_defaults_have_one_source(pre, tmp_path, capsys):
+    converged = dict(loss="importance", updates=8, lr=3e-3, k=8, teacher=16, replay=16_000, minibatch=1024)
+    assert AmortisedSettings() == AmortisedSettings(**converged)  # the H=32 grid settings of the README
+    assert FinetuneConfig().amortised == AmortisedSettings()
+    pretrained = load_pretrained(pre)
+    model = Amortised(pretrained.env, pretrained.policy, pretrained.env.log_reward, 16, 2)
+    assert model.settings == AmortisedSettings()
+    assert finetune_tiny(capsys, pre, tmp_path / "ft")["amortised"] == dataclasses.asdict(AmortisedSettings())
+
+
+BAD_SETTINGS = [
+    (["--set", "kk=3"], "unknown finetune parameter 'kk'; did you mean k? (known: batch_size, device, epsilon"),
+    (["--set", "amortised.side=3"], "unknown finetune parameter 'amortised.side'"),
+    (["--set", "k"], "--set expects key=value"),
+    (["--env", "hypergrid", "--set", "tau=3"], "unknown finetune parameter 'tau'"),
+    (["--set", "k=0"], "amortised k must be >= 1"),
+    (["--set", "k=two"], "amortised.k must be int"),
+    (["--method", "exact", "--set", "k=2"], "do not apply to --method exact"),
+    (["--set", "loss=residual", "--max-reward-calls", "5"], "needs loss='importance'"),
+    (["--method", "exact", "--max-reward-calls", "5"], "all 9 outcomes"),
+    (["--method", "scratch", "--max-reward-calls", "5"], "less than one batch"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_SETTINGS)
+def test_bad_amortised_settings_give_one_clear_error(pre, tmp_path, capsys, argv, message):
+    code, _, err = run_cli(capsys, "finetune", str(pre), *argv, "--out", str(tmp_path / "ft"))
+    assert_one_line_error(code, err, message)
+    assert not (tmp_path / "ft").exists()
