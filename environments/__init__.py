@@ -53,11 +53,9 @@ def make_env(name: str, device: str = "cpu", **params) -> Environment:
 
 
 def _lookup(name: str) -> type[Environment]:
-    from gflownet.config import unknown_name
+    from gflownet.config import lookup
 
-    if name not in ENVIRONMENTS:
-        raise unknown_name("environment", name, ENVIRONMENTS)
-    return ENVIRONMENTS[name]
+    return lookup("environment", name, ENVIRONMENTS)
 
 
 __all__ = [

@@ -22,17 +22,18 @@ from gflownet.errors import GFlowNetError
 RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "config.json", "summary.json")
 
 
+def _set_option(p: argparse.ArgumentParser, help: str) -> None:
+    """The repeatable ``--set KEY=VALUE`` option, gathered into ``args.assignments``."""
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments", help=help)
+
+
 def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML or JSON file laid out like a run's config.json")
     p.add_argument("--env", help="environment name (see `gflownet list`); default hypergrid")
     p.add_argument("--objective", help="objective name (see `gflownet list`); default tb")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        dest="assignments",
-        help="set any environment / objective / model / train parameter, e.g. --set dim=4 "
+    _set_option(
+        p,
+        "set any environment / objective / model / train parameter, e.g. --set dim=4 "
         "--set lr=1e-3 (qualify as env.KEY, model.KEY, train.KEY when ambiguous); repeatable",
     )
     p.add_argument("--batch-size", type=int, help="trajectories per step (train.batch_size)")
@@ -341,13 +342,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--env", help="the environment the reward is meant for (checked against the checkpoint)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        dest="assignments",
-        help="a setting of --method amortised (loss, updates, lr, k, q_epsilon, teacher, replay, ...: "
+    _set_option(
+        p,
+        "a setting of --method amortised (loss, updates, lr, k, q_epsilon, teacher, replay, ...: "
         "`gflownet list` shows them all with their defaults), or with --env an environment parameter "
         "(checked against the checkpoint); repeatable",
     )

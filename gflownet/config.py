@@ -163,6 +163,13 @@ def unknown_name(kind: str, name: str, known) -> ConfigError:
     return ConfigError(f"unknown {kind} {name!r}{hint} (known: {', '.join(known)})")
 
 
+def lookup(kind: str, name: str, registry: dict):
+    """``registry[name]``, or the error for an unknown ``kind`` name with the closest known ones."""
+    if name not in registry:
+        raise unknown_name(kind, name, registry)
+    return registry[name]
+
+
 def load_config_file(path: str | Path) -> RunConfig:
     """A RunConfig from a YAML or JSON file (the layout of ``RunConfig.to_dict``)."""
     path = Path(path)

@@ -145,11 +145,9 @@ OBJECTIVES: dict[str, Objective] = {
 
 
 def get_objective(name: str) -> Objective:
-    from gflownet.config import unknown_name
+    from gflownet.config import lookup
 
-    if name not in OBJECTIVES:
-        raise unknown_name("objective", name, OBJECTIVES)
-    return OBJECTIVES[name]
+    return lookup("objective", name, OBJECTIVES)
 
 
 __all__ = [
