@@ -29,8 +29,8 @@ from gflownet.sampler import (
     DEDUPE_MIN_BATCH,
     GUMBEL_MAX_ACTIONS,
     TABLE_STATES_PER_TRAJECTORY,
-    _exp_noise,
     _gumbel_argmax,
+    rollout_noise,
 )
 from gflownet.trajectories import Trajectories
 
@@ -137,17 +137,10 @@ class CompiledRollout:
     def _noise(self, generator):
         """``[chunks * chunk, B, A]`` log-noise (zero past ``max_steps``, where every
         row has exited) and, with exploration, the explore flags and uniform noise."""
-        env, B, A = self.env, self.batch, self.env.n_actions
-        T, padded = env.max_steps, self.chunks * self.chunk
-        log_noise = torch.zeros(padded, B, A, device=env.device)
-        log_noise[:T] = _exp_noise((T, B, A), env.device, generator)
-        if self.epsilon <= 0:
-            return log_noise, None, None
-        explore = torch.zeros(padded, B, dtype=torch.bool, device=env.device)
-        explore[:T] = torch.rand((T, B), device=env.device, generator=generator) < self.epsilon
-        uniform_noise = torch.zeros_like(log_noise)
-        uniform_noise[:T] = _exp_noise((T, B, A), env.device, generator)
-        return log_noise, explore, uniform_noise
+        env = self.env
+        draws = rollout_noise(env.max_steps, self.batch, env.n_actions, self.epsilon, True, env.device, generator)
+        padding = self.chunks * self.chunk - env.max_steps
+        return tuple(None if d is None else torch.cat([d, d.new_zeros(padding, *d.shape[1:])]) for d in draws)
 
     @torch.no_grad()
     def sample(self, generator: torch.Generator | None = None) -> Trajectories:

@@ -74,6 +74,19 @@ def _exp_noise(shape, device, generator):
     return torch.empty(shape, device=device).exponential_(generator=generator).log_()
 
 
+def rollout_noise(steps: int, batch: int, n_actions: int, epsilon: float, gumbel: bool, device, generator):
+    """The random draws of a whole rollout, in one fixed order (the compiled rollout draws
+    the same): log-noise ``[T, B, A]`` for P_F's Gumbel-max (None without ``gumbel``), and
+    with ``epsilon`` > 0 the exploring steps ``[T, B]`` bool and the uniform action's
+    log-noise ``[T, B, A]`` (else None, None)."""
+    shape = (steps, batch, n_actions)
+    log_noise = _exp_noise(shape, device, generator) if gumbel else None
+    if epsilon <= 0:
+        return log_noise, None, None
+    explore = torch.rand((steps, batch), device=device, generator=generator) < epsilon
+    return log_noise, explore, _exp_noise(shape, device, generator) if gumbel else None
+
+
 @torch.no_grad()
 def sample_forward(
     env: Environment,
@@ -103,10 +116,7 @@ def sample_forward(
     states[0] = s
     actions = torch.full((T, batch), exit_action, dtype=torch.long, device=device)
     gumbel = A <= GUMBEL_MAX_ACTIONS
-    log_noise = _exp_noise((T, batch, A), device, generator) if gumbel else None
-    if epsilon > 0:
-        explore = torch.rand((T, batch), device=device, generator=generator) < epsilon
-        uniform_noise = _exp_noise((T, batch, A), device, generator) if gumbel else None
+    log_noise, explore, uniform_noise = rollout_noise(T, batch, A, epsilon, gumbel, device, generator)
     sync_every = _SYNC_EVERY_CUDA if device.type == "cuda" else 1
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     cut = None if max_moves is None else torch.as_tensor(max_moves, device=device).expand(batch)
