@@ -417,10 +417,10 @@ class Amortised(nn.Module):
     def _teacher_trajectories(self, generator) -> list[Trajectories]:
         if not (self.teacher and self.reward_calls):
             return []
-        outcomes, log_r = self.rewards.evaluated()
+        outcomes, log_r = (t.to(self.env.device) for t in self.rewards.evaluated())  # the generator's device
         weights = (log_r - log_r.max()).exp()
         y = outcomes[torch.multinomial(weights, self.teacher, replacement=True, generator=generator)]
-        y = y.view(self.teacher, *self.env.state_shape).to(self.env.device)
+        y = y.view(self.teacher, *self.env.state_shape)
         return [
             sample_forward(self.env, self.pretrained, self.teacher, self.env.encode_outcome(y), generator=generator)
         ]
