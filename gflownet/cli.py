@@ -139,19 +139,29 @@ def cmd_train(args) -> None:
         print(f"run written to {out}/ (checkpoint.pt, metrics.jsonl, summary.json)")
 
 
+def _is_oc_run(run: str) -> bool:
+    """A pretrained or fine-tuned OC-GFN (gflownet/oc_runs.py) rather than a plain run folder."""
+    from gflownet import checkpoint
+
+    return "kind" in checkpoint.load(Path(run) / "checkpoint.pt")
+
+
 def cmd_evaluate(args) -> None:
+    from gflownet.oc_runs import load_sampler
     from gflownet.run import Run
 
-    result = Run.load(args.run, args.device).evaluate(args.samples, args.seed)
+    if _is_oc_run(args.run):
+        result = load_sampler(args.run, args.device).evaluate(args.samples, args.seed)
+    else:
+        result = Run.load(args.run, args.device).evaluate(args.samples, args.seed)
     print(json.dumps(result, indent=2) if args.json else _table(result))
 
 
 def cmd_sample(args) -> None:
-    from gflownet import checkpoint
     from gflownet.oc_runs import load_sampler
     from gflownet.run import Run
 
-    if "kind" in checkpoint.load(Path(args.run) / "checkpoint.pt"):  # a pretrained or fine-tuned OC-GFN
+    if _is_oc_run(args.run):
         if args.temperature != 1.0:
             raise GFlowNetError("--temperature is not available for OC-GFN runs")
         path = load_sampler(args.run, args.device).write_csv(args.out, args.n, args.seed)

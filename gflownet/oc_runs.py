@@ -3,7 +3,7 @@
     pre/  config.json, oc.json, metrics.jsonl, checkpoint.pt (kind "oc_pretrain"), summary.json
     ft/   finetune.json, checkpoint.pt (kind "oc_finetune": the sampler's policy), summary.json
 
-``load_sampler`` opens either for ``gflownet sample``: a pretrained OC-GFN samples
+``load_sampler`` opens either for ``gflownet sample`` and ``gflownet evaluate``: a pretrained OC-GFN samples
 y uniformly and rolls out P_F(.|y) (columns: the object, then ``success``); a
 fine-tuned one samples R' (columns: the object, then ``log_reward`` = log R'(x)).
 """
@@ -33,7 +33,13 @@ from gflownet.finetune import (
     IndexFeatures,
     downstream_log_reward,
 )
-from gflownet.metrics import distances, policy_log_probs, target_distribution, terminal_distribution
+from gflownet.metrics import (
+    distances,
+    policy_log_probs,
+    sampled_metrics,
+    target_distribution,
+    terminal_distribution,
+)
 from gflownet.policy import Policy
 from gflownet.pretrain import PRETRAIN_KIND, OCConfig, PretrainTrainer, load_pretrained
 from gflownet.run import write_objects_csv
@@ -266,6 +272,20 @@ class Sampler:
     def write_csv(self, path, n: int, seed: int = 0) -> Path:
         x, columns = self.sample(n, seed)
         return write_objects_csv(self.env, x, columns, path)
+
+    def evaluate(self, n_samples: int = 10_000, seed: int = 0) -> dict:
+        """What ``gflownet evaluate`` prints for an OC-GFN run folder. Pretrained: the success rate of
+        ``n_samples`` draws (y uniform). Fine-tuned: the exact metrics to R'/Z' where the space is
+        enumerable, and the metrics of ``n_samples`` samples under R' (no modes: those are the
+        environment's own reward's)."""
+        out = self.exact_metrics()
+        if not n_samples:
+            return out
+        x, columns = self.sample(n_samples, seed)
+        if self.log_reward is None:
+            return {**out, "n_samples": n_samples, "success_rate": float(columns["success"].float().mean())}
+        sampled = sampled_metrics(self.env, x, columns["log_reward"])
+        return {**out, **{k: v for k, v in sampled.items() if not k.startswith("modes")}}
 
     @torch.no_grad()
     def exact_metrics(self) -> dict:

@@ -97,6 +97,24 @@ def test_exact_marginal_sampler_reports_its_exact_distance(pre, tmp_path):
     assert (empirical - exact).abs().max() < 0.02  # the table sampler draws its own exact distribution
 
 
+def test_evaluate_oc_run_folders(pre, tmp_path, capsys):
+    ft = tmp_path / "exact"
+    assert main(["finetune", str(pre), "--method", "exact", "--no-progress", "--out", str(ft)]) == 0
+    summary = json.loads((ft / "summary.json").read_text())
+    capsys.readouterr()
+    code, out, err = run_cli(capsys, "evaluate", str(ft), "--samples", "500", "--json")
+    result = json.loads(out)
+    assert code == 0, err
+    assert result["l1"] == pytest.approx(summary["l1"]) and result["n_samples"] == 500
+    assert not any(k.startswith("modes") for k in result)  # the environment's modes are not R''s
+    _, columns = load_sampler(ft).sample(500, seed=0)
+    assert result["mean_reward"] == pytest.approx(float(columns["log_reward"].exp().mean()))
+    code, out, err = run_cli(capsys, "evaluate", str(pre), "--samples", "400", "--json")
+    result = json.loads(out)
+    _, columns = load_sampler(pre).sample(400, seed=0)
+    assert code == 0 and result["success_rate"] == pytest.approx(float(columns["success"].float().mean()))
+
+
 def test_sample_a_pretrained_model(pre, tmp_path, capsys):
     code, _, _ = run_cli(capsys, "sample", str(pre), "--n", "40", "--out", str(tmp_path / "s.csv"))
     rows = list(csv.reader(open(tmp_path / "s.csv")))
