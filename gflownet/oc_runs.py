@@ -11,8 +11,10 @@ fine-tuned one samples R' (columns: the object, then ``log_reward`` = log R'(x))
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +119,17 @@ def check_environment(pre: Path, saved: RunConfig, env: str | None, env_params: 
         )
 
 
+# Below this success rate a pretrained OC-GFN's marginal over outcomes is far from R'/Z' (the
+# formulas assume P_F(.|y) reaches y): fine-tuning warns.
+LOW_SUCCESS_RATE = 0.9
+
+
+def pretrained_success_rate(pre: Path) -> float | None:
+    """The success rate in ``pre/summary.json`` (None where pretraining wrote none)."""
+    summary = pre / "summary.json"
+    return json.loads(summary.read_text()).get("success_rate") if summary.exists() else None
+
+
 def finetune(
     pre: Path,
     ft: FinetuneConfig,
@@ -135,7 +148,14 @@ def finetune(
     torch.manual_seed(ft.seed)
     generator = torch.Generator(pretrained.device).manual_seed(ft.seed)
     start = time.perf_counter()
-    summary = {"method": ft.method, "reward": ft.reward}
+    summary = {"method": ft.method, "reward": ft.reward, "pretrained_success_rate": pretrained_success_rate(pre)}
+    rate = summary["pretrained_success_rate"]
+    if ft.method in ("exact", "exact_visits", "amortised") and rate is not None and rate < LOW_SUCCESS_RATE:
+        warnings.warn(
+            f"{pre} reaches the outcome asked for in {rate:.0%} of tries; the marginal over outcomes "
+            "follows R' only as far as pretraining converged: pretrain longer (or use --method continue)",
+            stacklevel=2,
+        )
     if ft.method.startswith("exact"):
         _check_exact_budget(base_env, ft.max_reward_calls)
         sampler = ExactMarginal(

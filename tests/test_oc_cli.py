@@ -97,6 +97,14 @@ def test_exact_marginal_sampler_reports_its_exact_distance(pre, tmp_path):
     assert (empirical - exact).abs().max() < 0.02  # the table sampler draws its own exact distribution
 
 
+def test_finetune_warns_when_pretraining_has_not_converged(pre, tmp_path):
+    rate = json.loads((pre / "summary.json").read_text())["success_rate"]
+    assert rate < 0.9  # 80 trajectories of pretraining
+    with pytest.warns(UserWarning, match=f"{rate:.0%} of tries"):
+        main(["finetune", str(pre), "--method", "exact", "--no-progress", "--out", str(tmp_path / "ft")])
+    assert json.loads((tmp_path / "ft" / "summary.json").read_text())["pretrained_success_rate"] == rate
+
+
 def test_evaluate_oc_run_folders(pre, tmp_path, capsys):
     ft = tmp_path / "exact"
     assert main(["finetune", str(pre), "--method", "exact", "--no-progress", "--out", str(ft)]) == 0
