@@ -15,6 +15,10 @@ LeakyReLU; this library's MLP uses ReLU.)
 
   python experiments/fl_sets.py --quick                 # a few minutes
   python experiments/fl_sets.py --steps 10000 --seeds 0 1 2
+  python experiments/fl_sets.py --sizes --small-epsilon 0 --small-every 32 --small-trajectories 12800 \
+      --small-methods db fl_db --small-stop --temperature 0.45 --seeds 0 1 2 3 4 \
+      --tag _crossing_t0.45 --report fl_sets_crossing_t0.45.md
+                                                        # trajectories to L1 <= 0.05 only
 
 Writes experiments/results/fl_sets_*.csv / .json / .md / .png.
 """
