@@ -15,6 +15,10 @@ LeakyReLU; this library's MLP uses ReLU.)
 
   python experiments/fl_sets.py --quick                 # a few minutes
   python experiments/fl_sets.py --steps 10000 --seeds 0 1 2
+  python experiments/fl_sets.py --sizes --small-epsilon 0 --small-every 32 --small-trajectories 12800 \
+      --small-methods db fl_db --small-stop --temperature 0.45 --seeds 0 1 2 3 4 \
+      --tag _crossing_t0.45 --report fl_sets_crossing_t0.45.md
+                                                        # trajectories to L1 <= 0.05 only
 
 Writes experiments/results/fl_sets_*.csv / .json / .md / .png.
 """
@@ -52,20 +56,39 @@ def trainer_for(size, set_size, objective, seed, epsilon, trajectories, max_move
     return Trainer(config)
 
 
-def small_study(seeds, trajectories, every, target=0.05, epsilon=1.0, temperature=1.0, assignments=()):
+SMALL_METHODS = ["db", "fl_db", "fl_db_cut"]
+
+
+def small_study(
+    seeds,
+    trajectories,
+    every,
+    target=0.05,
+    epsilon=1.0,
+    temperature=1.0,
+    assignments=(),
+    methods=SMALL_METHODS,
+    stop_at_target=False,
+):
     """Exact L1 curves on |U|=12, |S|=6; trajectories (and transitions) to reach ``target``.
     ``epsilon`` (behaviour), ``temperature`` (of the reward) and the ``KEY=VALUE``
-    ``assignments`` are shared by every method."""
+    ``assignments`` are shared by every method. ``fl_db_cut`` trains on cut rollouts up to
+    the transitions of ``trajectories`` complete ones (|S| + 1 each). With
+    ``stop_at_target`` a run ends at its first evaluation with L1 <= ``target``."""
     rows = []
     for seed in seeds:
-        for name, objective, cut in (("db", "db", 0), ("fl_db", "fl_db", 0), ("fl_db_cut", "fl_db", 6)):
-            budget = rows_of(rows, "fl_db", seed)[-1]["transitions"] if cut else None
-            total = trajectories if not cut else 10**9
-            trainer = trainer_for(12, 6, objective, seed, epsilon, total, cut, temperature, assignments)
+        for name in methods:
+            cut = 6 if name == "fl_db_cut" else 0
+            objective = "fl_db" if cut else name
+            trainer = trainer_for(
+                12, 6, objective, seed, epsilon, trajectories if not cut else 10**9, cut, temperature, assignments
+            )
+            batch = trainer.config.train.batch_size
+            budget = trajectories * (trainer.env.set_size + 1)
             while True:
                 trainer.train_step()
-                n = trainer.step_count * 16
-                done = int(trainer.transitions) >= budget if budget else trainer.step_count >= trainer.total_steps
+                n = trainer.step_count * batch
+                done = int(trainer.transitions) >= budget if cut else trainer.step_count >= trainer.total_steps
                 if n % every == 0 or done:
                     rows.append(
                         {
@@ -76,6 +99,7 @@ def small_study(seeds, trajectories, every, target=0.05, epsilon=1.0, temperatur
                             "l1": trainer.evaluate()["l1"],
                         }
                     )
+                    done = done or (stop_at_target and rows[-1]["l1"] <= target)
                 if done:
                     break
             print(
@@ -84,7 +108,7 @@ def small_study(seeds, trajectories, every, target=0.05, epsilon=1.0, temperatur
                 flush=True,
             )
     summary = {}
-    for name in ("db", "fl_db", "fl_db_cut"):
+    for name in methods:
         firsts = []
         for seed in seeds:
             reached = [r["trajectories"] for r in rows_of(rows, name, seed) if r["l1"] <= target]
@@ -187,6 +211,10 @@ def main(argv=None):
     p.add_argument("--small-epsilon", type=float, default=1.0, help="exploration rate of the small study")
     p.add_argument("--temperature", type=float, default=1.0, help="reward temperature of the small study's sets")
     p.add_argument("--set", action="append", default=[], help="library parameter of the small study, KEY=VALUE")
+    p.add_argument("--small-methods", nargs="+", default=SMALL_METHODS, choices=SMALL_METHODS)
+    p.add_argument(
+        "--small-stop", action="store_true", help="end each small-study run at its first L1 <= 0.05 (the crossing)"
+    )
     p.add_argument("--skip-small", action="store_true")
     p.add_argument("--out", default=str(HERE / "results"), help="folder for the CSV / JSON / Markdown / PNG files")
     p.add_argument("--report", default="fl_sets.md", help="name of the Markdown table written in --out")
@@ -206,6 +234,8 @@ def main(argv=None):
             epsilon=args.small_epsilon,
             temperature=args.temperature,
             assignments=args.set,
+            methods=args.small_methods,
+            stop_at_target=args.small_stop,
         )
         small = f"fl_sets_small{args.tag}"
         write_csv(rows, out / f"{small}.csv")
@@ -220,6 +250,10 @@ def main(argv=None):
             report.append(
                 f"| {name} | {s['trajectories_to_target']} | {s['median']} | "
                 f"{', '.join(f'{v:.3f}' for v in s['final_l1'])} | {s['final_transitions']} |"
+            )
+        if {"db", "fl_db"} <= summary.keys():
+            report.append(
+                f"\nFL-DB / DB median trajectories: {summary['fl_db']['median'] / summary['db']['median']:.2f}"
             )
     for spec in args.sizes:
         size, set_size = map(int, spec.split("/"))

@@ -19,6 +19,23 @@ def test_fl_sets_quick(tmp_path):
     assert (tmp_path / "fl_sets_30_20.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_fl_sets_small_stop_ends_at_the_first_crossing():
+    """A run with ``stop_at_target`` is the unstopped run's prefix up to its first L1 <= target;
+    trajectories are counted with the configured batch size."""
+    import fl_sets
+
+    kwargs = dict(seeds=[0], trajectories=320, every=32, epsilon=0.0, temperature=0.25, methods=["db"])
+    kwargs["assignments"] = ["batch_size=8"]
+    full, _ = fl_sets.small_study(**kwargs)
+    assert [r["trajectories"] for r in full] == list(range(32, 321, 32))
+    target = full[len(full) // 2]["l1"]  # L1 falls from the start at this temperature
+    first = next(i for i, r in enumerate(full) if r["l1"] <= target)
+    assert 0 < first < len(full) - 1
+    stopped, summary = fl_sets.small_study(**kwargs, target=target, stop_at_target=True)
+    assert stopped == full[: first + 1]
+    assert summary["db"]["trajectories_to_target"] == [full[first]["trajectories"]]
+
+
 def test_rna_quick(tmp_path):
     import rna
 

@@ -12,6 +12,8 @@ from gflownet.objectives import detailed_balance, fl_detailed_balance, fl_subtra
 from gflownet.policy import Policy
 from gflownet.sampler import sample_forward
 from gflownet.trainer import Trainer
+from gflownet.trajectories import transition_masks
+from gflownet.environments import make_env
 
 F64 = torch.float64
 
@@ -167,3 +169,32 @@ def test_cut_rollouts_on_sets_keep_gradients_finite():
         assert torch.isfinite(trainer.train_step())
     assert all(torch.isfinite(p).all() for p in trainer.policy.parameters())
     assert (~trainer.last_trajectories.is_complete).any()
+
+
+def test_reward_temperature_enters_db_and_fl_db_alike():
+    """Sets at temperature 0.25 through the training pipeline: DB reads log R = -sum e(u) / T,
+    FL-DB reads E(s) = sum e(u) / T on every state, and the exact flows of THIS temperature
+    zero both losses, where those of T = 1 zero neither (a temperature dropped or applied
+    twice in one objective would break one of the two)."""
+    config = RunConfig(env="sets", env_params={"size": 8, "set_size": 4, "temperature": 0.25}, objective="db")
+    config.model.hidden, config.train.epsilon = 16, 0.5
+    trainer = Trainer(config)
+    trainer.train_step()
+    env, traj = trainer.env, trainer.last_trajectories
+    needs = get_objective("db").needs | get_objective("fl_db").needs
+    ev = trainer.policy.evaluate(env, traj, needs)
+    hand_energy = (traj.states.double() @ env.energies.double()) / 0.25  # [B, T+1]
+    assert torch.allclose(ev.log_reward.double(), -(traj.terminal.double() @ env.energies.double()) / 0.25, atol=1e-5)
+    assert torch.allclose(ev.state_energy.double(), hand_energy, atol=1e-5)
+    idx = env.state_index(traj.states)  # [B, T+1]
+    T = traj.actions.shape[1]
+    moves, _ = transition_masks(traj.lengths, traj.complete, T)
+    for flows_env, zero in ((env, True), (make_env("sets", size=8, set_size=4), False)):
+        flows = exact_flows(flows_env)
+        ev.log_pf = flows.log_pf[idx[:, :T], traj.actions]
+        ev.log_pb = torch.where(moves, flows.log_pb[idx[:, 1:], torch.where(moves, traj.actions, 0)], 0.0)
+        ev.log_flow = flows.log_flow[idx]
+        db = get_objective("db")(ev)
+        ev.log_flow = flows.log_flow[idx] + hand_energy  # log F~ = log F + E
+        fl = get_objective("fl_db")(ev)
+        assert (db < 1e-8 and fl < 1e-8) if zero else (db > 1e-2 and fl > 1e-2), (db, fl)
