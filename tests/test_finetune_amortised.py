@@ -128,3 +128,63 @@ def test_amortised_token_posterior_fits_r_over_z_on_a_tree(budget):
     target, _ = target_distribution(target_env)
     log_pf, _ = policy_log_probs(env, amortised.n)
     assert distances(terminal_distribution(env, log_pf), target)["l1"] < (0.03 if budget is None else 0.08)
+
+
+def test_terminal_posterior_proposal_is_the_rollout_probability_of_the_path_to_its_end():
+    env = Sequences(alphabet=3, max_length=3, min_length=1)
+    torch.manual_seed(0)
+    amortised = Amortised(
+        env, TreeOracle(env), lambda x: torch.zeros(len(x)), hidden=16, layers=1, k=1, teacher=0, replay=0,
+        posterior="terminal", epsilon=0.3,
+    )  # fmt: skip
+    traj = amortised.sample(64, torch.Generator().manual_seed(1), epsilon=0.3)
+    log_pf, _ = policy_log_probs(env, amortised.n)
+    legal = torch.isfinite(log_pf)
+    behaviour = (0.7 * log_pf.exp() + 0.3 * legal / legal.sum(-1, keepdim=True)).log()  # [S, A]
+    suffix = amortised._suffix_log_probs(traj)
+    for b in range(len(traj)):
+        steps = [
+            behaviour[env.state_index(traj.states[b, t : t + 1]), traj.actions[b, t]] for t in range(traj.lengths[b])
+        ]
+        for t in range(traj.lengths[b]):
+            assert float(suffix[b, t]) == pytest.approx(float(sum(steps[t + 1 :], torch.zeros(1))), abs=1e-5)
+
+
+def test_amortised_terminal_posterior_fits_the_exact_marginal_on_a_tree():
+    env = Sequences(alphabet=2, max_length=4)
+    torch.manual_seed(0)
+    log_reward = lambda x: tree_reward(x).log().float()  # noqa: E731
+    amortised = Amortised(
+        env, TreeOracle(env), log_reward, hidden=32, layers=2, lr=3e-3, k=1, updates=2,
+        posterior="terminal", teacher=0, replay=0, minibatch=0, epsilon=0.1,
+    )  # fmt: skip
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(400):
+        amortised.step(16, generator)
+    assert amortised.q is None and amortised.reward_calls == 16  # one call per distinct end state
+    # N(a|s_0) is the exact marginal numerator: the sum of R' over the outcomes that start with a
+    outcomes = env.all_outcomes()
+    log_n = amortised.n.forward_logits(env.featurize(env.reset(1)))[0, :2].detach()
+    for token in range(2):
+        exact = tree_reward(outcomes[outcomes[:, 0] == token]).sum().log()
+        assert float(log_n[token]) == pytest.approx(float(exact), abs=0.1)
+    target, _ = target_distribution(Sequences(alphabet=2, max_length=4, reward=tree_reward))
+    log_pf, _ = policy_log_probs(env, amortised.n)
+    assert distances(terminal_distribution(env, log_pf), target)["l1"] < 0.03
+
+
+@pytest.mark.parametrize(
+    "settings", [{"k": 8, "teacher": 0}, {"k": 1, "teacher": 16}, {"k": 1, "teacher": 0, "loss": "residual"}]
+)
+def test_terminal_posterior_refuses_settings_it_does_not_use(settings):
+    env = Sequences(alphabet=2, max_length=3)
+    with pytest.raises(ConfigError, match="posterior='terminal'"):
+        Amortised(env, TreeOracle(env), lambda x: torch.zeros(len(x)), 8, 1, posterior="terminal", **settings)
+
+
+def test_terminal_posterior_needs_a_tree():
+    from gflownet.environments.sequences import PrependAppendSequences
+
+    env = PrependAppendSequences(alphabet=2, max_length=3)
+    with pytest.raises(ConfigError, match="needs a tree"):
+        Amortised(env, TreeOracle(env), lambda x: torch.zeros(len(x)), 8, 1, posterior="terminal", k=1, teacher=0)
