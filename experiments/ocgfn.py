@@ -45,7 +45,14 @@ import torch  # noqa: E402
 from gflownet.config import RunConfig  # noqa: E402
 from gflownet.environments.tfbind8 import REWARDS as TFBIND8_REWARDS  # noqa: E402
 from gflownet.environments.tfbind8 import TFBind8  # noqa: E402
-from gflownet.finetune import Amortised, AmortisedSettings, DownstreamTrainer, ExactMarginal, RewardSwap  # noqa: E402
+from gflownet.finetune import (  # noqa: E402
+    Amortised,
+    AmortisedSettings,
+    DownstreamTrainer,
+    ExactMarginal,
+    RewardSwap,
+    TreeOracle,
+)
 from gflownet.metrics import distances, policy_log_probs, target_distribution, terminal_distribution  # noqa: E402
 from gflownet.pretrain import OCConfig, PretrainTrainer, conditional_log_probs  # noqa: E402
 
@@ -108,10 +115,10 @@ def amortised_settings(args):
 
 
 def tfbind8_amortised_settings(method, args):
-    """``amortised``: the settings of the arguments; ``amortised_terminal``: the same with no Q, each
-    move's outcome its rollout's own end state (one R' call a trajectory)."""
+    """``amortised``: the settings of the arguments; ``amortised_terminal`` (and ``_oracle``): the same
+    with no Q, each move's outcome its rollout's own end state (one R' call a trajectory)."""
     settings = amortised_settings(args)
-    if method == "amortised_terminal":
+    if method.startswith("amortised_terminal"):
         settings.update(posterior="terminal", k=1, teacher=0)
     return settings
 
@@ -224,7 +231,9 @@ def tfbind8_run(method, pre, top, log_reward, args, seed):
     predictor among N's unevaluated samples) while adapting on ``log_reward``, until ``args.budget``
     R' calls. A call is one distinct sequence evaluated: scratch / continue evaluate each new sample,
     the amortised predictor each new outcome Q proposes, or each new end state of N's rollouts with
-    the terminal posterior (``RewardCache``)."""
+    the terminal posterior (``RewardCache``). ``amortised_terminal_oracle`` fine-tunes the exact
+    OC-GFN of the tree (``TreeOracle``) instead of the pretrained one: a control, since that carries
+    nothing about R'."""
     env = pre.env
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -232,7 +241,7 @@ def tfbind8_run(method, pre, top, log_reward, args, seed):
     if method.startswith("amortised"):
         sampler = Amortised(
             env,
-            pre.policy,
+            TreeOracle(env) if method == "amortised_terminal_oracle" else pre.policy,
             log_reward,
             args.hidden,
             2,
@@ -361,7 +370,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--methods",
         nargs="+",
-        choices=["amortised", "amortised_terminal", "scratch", "continue"],
+        choices=["amortised", "amortised_terminal", "amortised_terminal_oracle", "scratch", "continue"],
         default=["amortised", "scratch"],
         help="TF Bind 8 methods",
     )

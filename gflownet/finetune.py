@@ -201,6 +201,31 @@ def is_tree(env: Environment) -> bool:
     return isinstance(env, Sequences) and env.n_actions == env.n_tokens + 1
 
 
+class TreeOracle(nn.Module):
+    """The exact outcome-conditioned GFlowNet of an append-only tree of one-hot features
+    (``Sequences``), in place of a pretrained policy (``heads``): F(s|y) = 1 where s is a prefix of y,
+    P_F(.|s, y) = 1 on y's next token (the exit once s = y), log 0 read as -1e4. What a perfect
+    pretraining converges to; it carries nothing about any downstream R'."""
+
+    def __init__(self, env: Environment):
+        super().__init__()
+        self.env = env
+
+    def heads(self, features: torch.Tensor, cond: torch.Tensor):
+        """Forward logits ``[N, A]``, no backward logits, log F ``[N]`` for states and target outcomes
+        given as their one-hot features ``[N, L * (V + 1)]``."""
+        env = self.env
+        width = env.n_tokens + 1
+        s = features.view(len(features), env.max_length, width).argmax(-1)
+        y = cond.view(len(cond), env.max_length, width).argmax(-1)
+        prefix = ((s == y) | (s == env.pad)).all(-1)
+        n = env.lengths(s)
+        nxt = torch.where(n < env.max_length, y.gather(1, n.clamp_max(env.max_length - 1)[:, None]).squeeze(1), -1)
+        nxt = torch.where(n < env.max_length, nxt, env.exit_action)
+        fwd = torch.full((len(s), env.n_actions), -1e4, device=features.device).scatter(1, nxt[:, None], 0.0)
+        return fwd, None, torch.where(prefix, 0.0, -1e4)
+
+
 class RewardCache:
     """R' read once per distinct outcome: a repeated outcome costs no new call. At most ``budget``
     distinct outcomes are ever evaluated (None: no limit); ``calls`` counts them."""

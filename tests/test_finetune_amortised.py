@@ -6,11 +6,10 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from gflownet.environments.sequences import Sequences
 from gflownet.errors import ConfigError
-from gflownet.finetune import Amortised, RewardCache, TokenPosterior
+from gflownet.finetune import Amortised, RewardCache, TokenPosterior, TreeOracle
 from gflownet.metrics import distances, policy_log_probs, target_distribution, terminal_distribution
 from gflownet.objectives.oc import importance_finetune_loss
 
@@ -80,27 +79,6 @@ def test_token_posterior_draws_completions_with_their_exact_density():
 def test_token_posterior_refuses_sequences_of_several_lengths():
     with pytest.raises(ConfigError, match="one length"):
         TokenPosterior(Sequences(alphabet=2, max_length=3, min_length=1), 8, 1)
-
-
-class TreeOracle(nn.Module):
-    """The exact outcome-conditioned GFlowNet of an append-only tree: F(s|y) = 1 where s is a prefix
-    of y, P_F(.|s, y) = 1 on y's next token (the exit once s = y); log 0 read as -1e4."""
-
-    def __init__(self, env):
-        super().__init__()
-        self.env = env
-
-    def heads(self, features, cond):
-        env = self.env
-        width = env.n_tokens + 1
-        s = features.view(len(features), env.max_length, width).argmax(-1)
-        y = cond.view(len(cond), env.max_length, width).argmax(-1)
-        prefix = ((s == y) | (s == env.pad)).all(-1)
-        n = env.lengths(s)
-        nxt = torch.where(n < env.max_length, y.gather(1, n.clamp_max(env.max_length - 1)[:, None]).squeeze(1), -1)
-        nxt = torch.where(n < env.max_length, nxt, env.exit_action)
-        fwd = torch.full((len(s), env.n_actions), -1e4).scatter(1, nxt[:, None], 0.0)
-        return fwd, None, torch.where(prefix, 0.0, -1e4)
 
 
 def tree_reward(x):
