@@ -23,6 +23,8 @@ on the 2-D hypergrid.
   python experiments/ocgfn.py --pretrain-only tfbind8 --pretrain-trajectories 96000   # success rate only
   python experiments/ocgfn.py --downstream-tfbind8 --pretrain-trajectories 96000 --budget 10000 \
       --k 1 --updates 1 --replay 0 --teacher 0 --q-epsilon 0.05   # amortised vs scratch, 10,000 R' calls
+  python experiments/ocgfn.py --downstream-tfbind8 --tfbind8-reward shen \
+      --methods amortised_terminal scratch continue            # R' = 10 b^3 / max b^3 (floored)
 
 Writes experiments/results/ocgfn_<tag>.csv / _pretrain.csv / .json / .md / .png.
 """
@@ -41,7 +43,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from gflownet.config import RunConfig  # noqa: E402
-from gflownet.finetune import Amortised, AmortisedSettings, DownstreamTrainer, ExactMarginal, RewardSwap  # noqa: E402
+from gflownet.environments.tfbind8 import REWARDS as TFBIND8_REWARDS  # noqa: E402
+from gflownet.environments.tfbind8 import TFBind8  # noqa: E402
+from gflownet.finetune import (  # noqa: E402
+    Amortised,
+    AmortisedSettings,
+    DownstreamTrainer,
+    ExactMarginal,
+    RewardSwap,
+    TreeOracle,
+)
 from gflownet.metrics import distances, policy_log_probs, target_distribution, terminal_distribution  # noqa: E402
 from gflownet.pretrain import OCConfig, PretrainTrainer, conditional_log_probs  # noqa: E402
 
@@ -99,7 +110,17 @@ def amortised_settings(args):
         "teacher": args.teacher,
         "replay": args.replay,
         "minibatch": args.minibatch,
+        "posterior": args.posterior,
     }
+
+
+def tfbind8_amortised_settings(method, args):
+    """``amortised``: the settings of the arguments; ``amortised_terminal`` (and ``_oracle``): the same
+    with no Q, each move's outcome its rollout's own end state (one R' call a trajectory)."""
+    settings = amortised_settings(args)
+    if method.startswith("amortised_terminal"):
+        settings.update(posterior="terminal", k=1, teacher=0)
+    return settings
 
 
 def finetune_curve(method, trainer, reward, args, seed, tables):
@@ -205,25 +226,27 @@ def top_found(env, top, sequences):
     return int((seen & top).sum())
 
 
-def tfbind8_run(method, pre, top, args, seed):
+def tfbind8_run(method, pre, top, log_reward, args, seed):
     """Rows (R' calls, samples, top-100 found among the evaluated sequences, and for the amortised
-    predictor among N's unevaluated samples) while adapting, until ``args.budget`` R' calls. A call is
-    one distinct sequence evaluated: scratch / continue evaluate each new sample, the amortised
-    predictor each new outcome Q proposes (``RewardCache``)."""
+    predictor among N's unevaluated samples) while adapting on ``log_reward``, until ``args.budget``
+    R' calls. A call is one distinct sequence evaluated: scratch / continue evaluate each new sample,
+    the amortised predictor each new outcome Q proposes, or each new end state of N's rollouts with
+    the terminal posterior (``RewardCache``). ``amortised_terminal_oracle`` fine-tunes the exact
+    OC-GFN of the tree (``TreeOracle``) instead of the pretrained one: a control, since that carries
+    nothing about R'."""
     env = pre.env
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     rows, samples = [], 0
-    if method == "amortised":
+    if method.startswith("amortised"):
         sampler = Amortised(
             env,
-            pre.policy,
-            env.log_reward,
+            TreeOracle(env) if method == "amortised_terminal_oracle" else pre.policy,
+            log_reward,
             args.hidden,
             2,
-            **amortised_settings(args),
+            **tfbind8_amortised_settings(method, args),
             max_reward_calls=args.budget,
-            posterior="tokens",
         )
         drawn = torch.zeros_like(top)
         while sampler.reward_calls < args.budget and samples < args.max_samples:
@@ -241,7 +264,7 @@ def tfbind8_run(method, pre, top, args, seed):
             )
         return rows
     trainer = DownstreamTrainer(
-        downstream_config("tfbind8", {}, args, seed), env.log_reward, pre.policy if method == "continue" else None
+        downstream_config("tfbind8", {}, args, seed), log_reward, pre.policy if method == "continue" else None
     )
     seen = torch.zeros_like(top)
     while int(seen.sum()) < args.budget and samples < args.max_samples:
@@ -261,27 +284,30 @@ def at_samples(rows, n):
 
 
 def downstream_study(args, out):
-    """TF Bind 8 with R' = the measured binding: the amortised OC-GFN (token posterior) against DB
-    GFlowNets from scratch (and from the pretrained trunk), the same budget of R' calls; distinct
-    top-100 sequences found among the evaluated ones."""
+    """TF Bind 8 with R' = the measured binding or its "shen" transform (``--tfbind8-reward``; the
+    pretraining is reward-free, one for both): the amortised OC-GFN against DB GFlowNets from scratch
+    and from the pretrained trunk, the same budget of R' calls; distinct top-100 sequences found among
+    the evaluated ones (the same 100 for both rewards: the transform is increasing)."""
     pre, _ = pretrain(args, out / "ocgfn_tfbind8", "tfbind8", {})
     env = pre.env
+    log_reward = TFBind8(reward=args.tfbind8_reward, device=env.device).log_reward
     outcomes = env.all_outcomes()
     top = torch.zeros(env.n_states, dtype=torch.bool)
-    top[env.state_index(outcomes[env.log_reward(outcomes).topk(100).indices])] = True
+    top[env.state_index(outcomes[env.binding.topk(100).indices])] = True
+    name = f"ocgfn_tfbind8_downstream_{args.tfbind8_reward}"
     runs = []
     for method in args.methods:
         for seed in args.seeds:
-            rows = tfbind8_run(method, pre, top, args, seed)
+            rows = tfbind8_run(method, pre, top, log_reward, args, seed)
             runs += [{"method": method, "seed": seed, **r} for r in rows]
             print(method, seed, rows[-1], file=sys.stderr)
-    with open(out / "ocgfn_tfbind8_downstream.csv", "w", newline="") as f:
+    with open(out / f"{name}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(runs[0]))
         writer.writeheader()
         writer.writerows(runs)
     fig, ax = plt.subplots(figsize=(6, 4))
     lines = [
-        f"# TF Bind 8, R' = measured binding: top-100 sequences found with {args.budget} R' calls\n",
+        f"# TF Bind 8, R' = {args.tfbind8_reward}: top-100 sequences found with {args.budget} R' calls\n",
         "| method | found at the budget (per seed) | mean | samples drawn | found within 10,000 samples |",
         "|---|---|---|---|---|",
     ]
@@ -302,13 +328,17 @@ def downstream_study(args, out):
             f"| {method} | {', '.join(map(str, finals))} | {statistics.mean(finals):.1f} | "
             f"{', '.join(map(str, drawn))} | {', '.join(map(str, within))} |"
         )
-    ax.set(xlabel="R' calls (distinct sequences evaluated)", ylabel="top-100 found", title="TF Bind 8")
+    ax.set(
+        xlabel="R' calls (distinct sequences evaluated)",
+        ylabel="top-100 found",
+        title=f"TF Bind 8, R' = {args.tfbind8_reward}",
+    )
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "ocgfn_tfbind8_downstream.png", dpi=120)
+    fig.savefig(out / f"{name}.png", dpi=120)
     plt.close(fig)
     text = "\n".join(lines) + "\n"
-    (out / "ocgfn_tfbind8_downstream.md").write_text(text)
+    (out / f"{name}.md").write_text(text)
     print(text)
     return runs
 
@@ -335,8 +365,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--teacher", type=int, default=amortised.teacher, help="pretrained rollouts a step")
     p.add_argument("--replay", type=int, default=amortised.replay, help="transitions kept for the updates")
     p.add_argument("--minibatch", type=int, default=amortised.minibatch, help="transitions per update (0: all)")
+    p.add_argument("--posterior", default=amortised.posterior, help="amortised Q (AmortisedSettings.posterior)")
     p.add_argument("--max-samples", type=int, default=40_000, help="TF Bind 8: stop a run here if calls remain")
-    p.add_argument("--methods", nargs="+", default=["amortised", "scratch"], help="TF Bind 8 methods")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        choices=["amortised", "amortised_terminal", "amortised_terminal_oracle", "scratch", "continue"],
+        default=["amortised", "scratch"],
+        help="TF Bind 8 methods",
+    )
+    p.add_argument("--tfbind8-reward", choices=TFBIND8_REWARDS, default="binding", help="TF Bind 8 downstream R'")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument(
@@ -347,7 +385,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--downstream-tfbind8",
         action="store_true",
-        help="TF Bind 8 on the measured binding: top-100 found by --methods within --budget R' calls",
+        help="TF Bind 8 on --tfbind8-reward: top-100 found by --methods within --budget R' calls",
     )
     return p.parse_args(argv)
 

@@ -29,7 +29,7 @@ from gflownet.environments.sequences import Sequences
 from gflownet.errors import ConfigError
 from gflownet.metrics import transitions
 from gflownet.nets import MLP
-from gflownet.objectives.oc import amortised_finetune_loss, importance_finetune_loss
+from gflownet.objectives.oc import amortised_finetune_loss, importance_finetune_loss, importance_marginal_loss
 from gflownet.policy import Policy, masked_log_softmax
 from gflownet.pretrain import conditional_log_probs
 from gflownet.sampler import sample_forward
@@ -196,6 +196,36 @@ class ExactMarginal:
 
 
 # -- the amortised predictor ----------------------------------------------------------------
+def is_tree(env: Environment) -> bool:
+    """One path from s_0 to every state: append-only sequences."""
+    return isinstance(env, Sequences) and env.n_actions == env.n_tokens + 1
+
+
+class TreeOracle(nn.Module):
+    """The exact outcome-conditioned GFlowNet of an append-only tree of one-hot features
+    (``Sequences``), in place of a pretrained policy (``heads``): F(s|y) = 1 where s is a prefix of y,
+    P_F(.|s, y) = 1 on y's next token (the exit once s = y), log 0 read as -1e4. What a perfect
+    pretraining converges to; it carries nothing about any downstream R'."""
+
+    def __init__(self, env: Environment):
+        super().__init__()
+        self.env = env
+
+    def heads(self, features: torch.Tensor, cond: torch.Tensor):
+        """Forward logits ``[N, A]``, no backward logits, log F ``[N]`` for states and target outcomes
+        given as their one-hot features ``[N, L * (V + 1)]``."""
+        env = self.env
+        width = env.n_tokens + 1
+        s = features.view(len(features), env.max_length, width).argmax(-1)
+        y = cond.view(len(cond), env.max_length, width).argmax(-1)
+        prefix = ((s == y) | (s == env.pad)).all(-1)
+        n = env.lengths(s)
+        nxt = torch.where(n < env.max_length, y.gather(1, n.clamp_max(env.max_length - 1)[:, None]).squeeze(1), -1)
+        nxt = torch.where(n < env.max_length, nxt, env.exit_action)
+        fwd = torch.full((len(s), env.n_actions), -1e4, device=features.device).scatter(1, nxt[:, None], 0.0)
+        return fwd, None, torch.where(prefix, 0.0, -1e4)
+
+
 class RewardCache:
     """R' read once per distinct outcome: a repeated outcome costs no new call. At most ``budget``
     distinct outcomes are ever evaluated (None: no limit); ``calls`` counts them."""
@@ -313,7 +343,11 @@ class AmortisedSettings:
     k: int = _f(8, "outcomes drawn from Q per transition")
     q_epsilon: float = _f(0.2, "uniform share of Q's proposal over the outcomes still reachable")
     epsilon: float = _f(0.0, "uniform share of N's own rollouts")
-    posterior: str = _f("auto", "Q: 'categorical' (listed outcomes), 'tokens' (sequences) or 'auto'")
+    posterior: str = _f(
+        "auto",
+        "Q: 'categorical' (listed outcomes), 'tokens' (sequences), 'auto', or 'terminal' (no Q: each move's "
+        "outcome is its rollout's own end state, one R' call a trajectory; trees, k=1, teacher=0)",
+    )
     teacher: int = _f(16, "pretrained rollouts to evaluated outcomes a step (0: none)")
     replay: int = _f(16_000, "transitions kept for the updates (0: this step's only)")
     minibatch: int = _f(1024, "transitions per update (0: all)")
@@ -321,8 +355,16 @@ class AmortisedSettings:
     def check(self) -> "AmortisedSettings":
         if self.loss not in ("importance", "residual"):
             raise ConfigError(f"loss must be 'importance' or 'residual', got {self.loss!r}")
-        if self.posterior not in ("auto", "categorical", "tokens"):
-            raise ConfigError(f"posterior must be 'auto', 'categorical' or 'tokens', got {self.posterior!r}")
+        if self.posterior not in ("auto", "categorical", "tokens", "terminal"):
+            raise ConfigError(
+                f"posterior must be 'auto', 'categorical', 'tokens' or 'terminal', got {self.posterior!r}"
+            )
+        if self.posterior == "terminal" and (self.k != 1 or self.teacher or self.loss != "importance"):
+            raise ConfigError(
+                "posterior='terminal' draws one outcome per move, the rollout's own end state, from N's rollouts "
+                f"only, for the importance loss: set k=1, teacher=0, loss=importance (got k={self.k}, "
+                f"teacher={self.teacher}, loss={self.loss!r})"
+            )
         for name in ("updates", "k"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"amortised {name} must be >= 1, got {getattr(self, name)}")
@@ -351,6 +393,15 @@ class Amortised(nn.Module):
     (categorical where the outcomes can be listed, else tokens). R'(y) is evaluated once per distinct
     outcome and at most ``max_reward_calls`` times (``reward_calls`` counts them); draws past that budget
     are left out of the loss.
+
+    ``posterior="terminal"`` (append-only trees) learns no Q: the outcome of each move s -> s' of a
+    rollout of N is that rollout's own end state x, which given s' was drawn with N's probability
+    pi(x|s') of the path s' -> x (the behaviour policy, epsilon included, when it was sampled), so N
+    is fitted to log target(x) - log pi(x|s') (``importance_marginal_loss``, K = 1). That costs one
+    R' call per distinct end state instead of one per outcome Q proposes. At fixed pi the fit is
+    E[log target / pi], short of log sum_y target(y) by KL(pi(.|s') || target / sum); the gap closes
+    where N's own policy is the marginal (then every weight equals sum_y target(y)), so the exact
+    marginal is the loss's fixed point.
     """
 
     def __init__(
@@ -373,12 +424,19 @@ class Amortised(nn.Module):
         self.env, self.pretrained = env, pretrained
         self.k, self.q_epsilon, self.epsilon, self.loss, self.updates = s.k, s.q_epsilon, s.epsilon, s.loss, s.updates
         self.teacher, self.replay, self.minibatch = s.teacher, s.replay, s.minibatch
-        self.stored = (env.reset(0), torch.zeros(0, dtype=torch.long, device=env.device))  # replayed transitions
+        self.hindsight = s.posterior == "terminal"
+        if self.hindsight and not is_tree(env):
+            raise ConfigError(
+                f"posterior='terminal' needs a tree (append-only sequences), where one path leads to each "
+                f"end state; {type(env).__name__} is not one"
+            )
+        self.stored = None  # the replayed transitions: states, actions (and end states, log pi(x|s'))
         self.rewards = RewardCache(log_reward, max_reward_calls)
         self.n = Policy(env, hidden, layers, backward="uniform", log_z=False)
-        self.q = self._posterior(env, s.posterior, hidden, layers)
+        self.q = None if self.hindsight else self._posterior(env, s.posterior, hidden, layers)
         self.to(env.device)
-        self.optimizer = torch.optim.Adam(list(self.n.parameters()) + list(self.q.parameters()), lr=s.lr)
+        learnt = list(self.n.parameters()) + (list(self.q.parameters()) if self.q is not None else [])
+        self.optimizer = torch.optim.Adam(learnt, lr=s.lr)
         pretrained.requires_grad_(False)
 
     @staticmethod
@@ -405,13 +463,14 @@ class Amortised(nn.Module):
         """``updates`` gradient steps on ``batch`` fresh trajectories of N; returns them and the last
         loss (None when the reward budget left no draw to learn from)."""
         traj = self.sample(batch, generator, self.epsilon)
-        states, actions = self._transitions([traj] + self._teacher_trajectories(generator))
+        columns = self._transitions([traj] + self._teacher_trajectories(generator))
         loss = None
         for _ in range(self.updates):
             picked = slice(None)
-            if self.minibatch and len(states) > self.minibatch:
-                picked = torch.randperm(len(states), device=states.device, generator=generator)[: self.minibatch]
-            loss = self._update(states[picked], self.env.featurize(states[picked]), actions[picked], generator)
+            if self.minibatch and len(columns[0]) > self.minibatch:
+                picked = torch.randperm(len(columns[0]), device=traj.states.device, generator=generator)
+                picked = picked[: self.minibatch]
+            loss = self._update(*(column[picked] for column in columns), generator=generator)
         return traj, loss
 
     def _teacher_trajectories(self, generator) -> list[Trajectories]:
@@ -425,24 +484,46 @@ class Amortised(nn.Module):
             sample_forward(self.env, self.pretrained, self.teacher, self.env.encode_outcome(y), generator=generator)
         ]
 
-    def _transitions(self, batches: list[Trajectories]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (state ``[M, *state_shape]``, action ``[M]``) pairs to learn from: these batches' and, with
-        ``replay``, the last ``replay`` kept before them."""
-        states = torch.cat([t.states[:, :-1][t.mask] for t in batches])
-        actions = torch.cat([t.actions[t.mask] for t in batches])
+    def _transitions(self, batches: list[Trajectories]) -> tuple[torch.Tensor, ...]:
+        """The transitions to learn from, these batches' and, with ``replay``, the last ``replay`` kept
+        before them: states ``[M, *state_shape]`` and actions ``[M]``; with the terminal posterior
+        also each one's end state ``[M, *state_shape]`` and log pi(x|s') ``[M]``."""
+        columns = [
+            torch.cat([t.states[:, :-1][t.mask] for t in batches]),
+            torch.cat([t.actions[t.mask] for t in batches]),
+        ]
+        if self.hindsight:  # N's own rollouts only (no teacher)
+            (traj,) = batches
+            ends = traj.terminal[:, None].expand(traj.states[:, :-1].shape)
+            columns += [ends[traj.mask], self._suffix_log_probs(traj)[traj.mask]]
         if not self.replay:
-            return states, actions
-        kept_states, kept_actions = self.stored
-        self.stored = (
-            torch.cat([kept_states, states])[-self.replay :],
-            torch.cat([kept_actions, actions])[-self.replay :],
-        )
+            return tuple(columns)
+        if self.stored is not None:
+            columns = [torch.cat([kept, new]) for kept, new in zip(self.stored, columns)]
+        self.stored = tuple(column[-self.replay :] for column in columns)
         return self.stored
 
-    def _update(self, states, features, actions, generator) -> float | None:
+    @torch.no_grad()
+    def _suffix_log_probs(self, traj: Trajectories) -> torch.Tensor:
+        """log pi(x|s_{t+1}) ``[B, T]``: the probability that N's rollout, as it was sampled (epsilon
+        included), goes from each transition's child to the trajectory's end state (0 after the exit)."""
+        log_pf = self.n.evaluate(self.env, traj, frozenset()).log_pf
+        if self.epsilon:
+            B, T = traj.actions.shape
+            n_legal = self.env.forward_mask(traj.states[:, :-1].flatten(0, 1)).sum(-1).view(B, T)
+            explore = math.log(self.epsilon) - n_legal.double().log()
+            log_pf = torch.logaddexp(log_pf.double() + math.log1p(-self.epsilon), explore)
+            log_pf = torch.where(traj.mask, log_pf, 0.0).to(torch.float32)
+        return log_pf.sum(1, keepdim=True) - log_pf.cumsum(1)
+
+    def _update(self, states, actions, ends=None, log_pi=None, generator=None) -> float | None:
         env, k, M = self.env, self.k, len(states)
+        features = env.featurize(states)
         log_n = self.n.forward_logits(features).gather(1, actions[:, None]).squeeze(1)
-        y, log_q, log_proposal = self.q.propose(env, states, features, actions, k, self.q_epsilon, generator)
+        if self.hindsight:
+            y, log_q, log_proposal = ends[:, None], None, log_pi[:, None]
+        else:
+            y, log_q, log_proposal = self.q.propose(env, states, features, actions, k, self.q_epsilon, generator)
         with torch.no_grad():
             rows = torch.arange(M, device=states.device).repeat_interleave(k)
             flat = y.flatten(0, 1)
@@ -453,7 +534,9 @@ class Amortised(nn.Module):
             valid = evaluated.view(M, k)
         if not valid.any():
             return None
-        if self.loss == "importance":
+        if self.hindsight:
+            loss = importance_marginal_loss(log_n, log_target, log_proposal, valid)
+        elif self.loss == "importance":
             loss = importance_finetune_loss(log_n, log_q, log_target, log_proposal, valid)
         else:
             loss = amortised_finetune_loss(log_n, log_q, log_target)

@@ -78,9 +78,16 @@ def importance_finetune_loss(log_n, log_q, log_target, log_proposal, valid):
             0 in the estimate, which then targets the marginal over the evaluated outcomes only, and
             are left out of Q's residual; a transition without a valid draw is left out.
     """
+    residual = (log_n.detach()[:, None] + log_q - log_target)[valid].pow(2).mean()
+    return importance_marginal_loss(log_n, log_target, log_proposal, valid) + residual
+
+
+def importance_marginal_loss(log_n, log_target, log_proposal, valid):
+    """N's half of ``importance_finetune_loss``: the mean over transitions with a valid draw of
+    (log N - log (1/K) sum_k target(y_k) / proposal(y_k))^2 (the estimate detached), on its own
+    for a proposal that is no learnt Q (``Amortised`` with ``posterior="terminal"``). Shapes as
+    ``importance_finetune_loss``."""
     weights = torch.where(valid, log_target - log_proposal, float("-inf"))
     counted = valid.any(1)
     log_estimate = weights.logsumexp(1) - math.log(valid.shape[1])
-    n_term = (log_n - log_estimate.detach())[counted].pow(2).mean()
-    residual = (log_n.detach()[:, None] + log_q - log_target)[valid].pow(2).mean()
-    return n_term + residual
+    return (log_n - log_estimate.detach())[counted].pow(2).mean()

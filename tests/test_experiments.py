@@ -105,14 +105,20 @@ def test_ocgfn_quick(tmp_path):
 def test_ocgfn_tfbind8_downstream_quick(tmp_path):
     import ocgfn
 
-    runs = ocgfn.main(["--quick", "--downstream-tfbind8", "--out", str(tmp_path)])
-    for method in ("amortised", "scratch"):
+    methods = ["amortised", "amortised_terminal", "scratch"]
+    runs = ocgfn.main(
+        ["--quick", "--downstream-tfbind8", "--tfbind8-reward", "shen", "--methods", *methods, "--out", str(tmp_path)]
+    )
+    for method in methods:
         last = [r for r in runs if r["method"] == method][-1]
         assert last["reward_calls"] >= 160 and 0 <= last["top100_found"] <= 100
-    amortised = [r for r in runs if r["method"] == "amortised"]
-    assert amortised[-1]["reward_calls"] == 160  # the budget of distinct sequences evaluated, exactly
-    assert "| amortised |" in (tmp_path / "ocgfn_tfbind8_downstream.md").read_text()
-    assert (tmp_path / "ocgfn_tfbind8_downstream.png").read_bytes()[:4] == b"\x89PNG"
+    for method in ("amortised", "amortised_terminal"):
+        amortised = [r for r in runs if r["method"] == method]
+        assert amortised[-1]["reward_calls"] == 160  # the budget of distinct sequences evaluated, exactly
+    terminal = [r for r in runs if r["method"] == "amortised_terminal"]
+    assert terminal[0]["reward_calls"] <= terminal[0]["samples"]  # at most one call per trajectory
+    assert "| amortised_terminal |" in (tmp_path / "ocgfn_tfbind8_downstream_shen.md").read_text()
+    assert (tmp_path / "ocgfn_tfbind8_downstream_shen.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_ocgfn_amortised_defaults_are_the_cli_defaults():

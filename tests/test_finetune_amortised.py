@@ -6,11 +6,10 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from gflownet.environments.sequences import Sequences
 from gflownet.errors import ConfigError
-from gflownet.finetune import Amortised, RewardCache, TokenPosterior
+from gflownet.finetune import Amortised, RewardCache, TokenPosterior, TreeOracle
 from gflownet.metrics import distances, policy_log_probs, target_distribution, terminal_distribution
 from gflownet.objectives.oc import importance_finetune_loss
 
@@ -82,27 +81,6 @@ def test_token_posterior_refuses_sequences_of_several_lengths():
         TokenPosterior(Sequences(alphabet=2, max_length=3, min_length=1), 8, 1)
 
 
-class TreeOracle(nn.Module):
-    """The exact outcome-conditioned GFlowNet of an append-only tree: F(s|y) = 1 where s is a prefix
-    of y, P_F(.|s, y) = 1 on y's next token (the exit once s = y); log 0 read as -1e4."""
-
-    def __init__(self, env):
-        super().__init__()
-        self.env = env
-
-    def heads(self, features, cond):
-        env = self.env
-        width = env.n_tokens + 1
-        s = features.view(len(features), env.max_length, width).argmax(-1)
-        y = cond.view(len(cond), env.max_length, width).argmax(-1)
-        prefix = ((s == y) | (s == env.pad)).all(-1)
-        n = env.lengths(s)
-        nxt = torch.where(n < env.max_length, y.gather(1, n.clamp_max(env.max_length - 1)[:, None]).squeeze(1), -1)
-        nxt = torch.where(n < env.max_length, nxt, env.exit_action)
-        fwd = torch.full((len(s), env.n_actions), -1e4).scatter(1, nxt[:, None], 0.0)
-        return fwd, None, torch.where(prefix, 0.0, -1e4)
-
-
 def tree_reward(x):
     return 0.05 + (x == torch.tensor([1, 0, 1, 1])).double().sum(-1) ** 2
 
@@ -128,3 +106,63 @@ def test_amortised_token_posterior_fits_r_over_z_on_a_tree(budget):
     target, _ = target_distribution(target_env)
     log_pf, _ = policy_log_probs(env, amortised.n)
     assert distances(terminal_distribution(env, log_pf), target)["l1"] < (0.03 if budget is None else 0.08)
+
+
+def test_terminal_posterior_proposal_is_the_rollout_probability_of_the_path_to_its_end():
+    env = Sequences(alphabet=3, max_length=3, min_length=1)
+    torch.manual_seed(0)
+    amortised = Amortised(
+        env, TreeOracle(env), lambda x: torch.zeros(len(x)), hidden=16, layers=1, k=1, teacher=0, replay=0,
+        posterior="terminal", epsilon=0.3,
+    )  # fmt: skip
+    traj = amortised.sample(64, torch.Generator().manual_seed(1), epsilon=0.3)
+    log_pf, _ = policy_log_probs(env, amortised.n)
+    legal = torch.isfinite(log_pf)
+    behaviour = (0.7 * log_pf.exp() + 0.3 * legal / legal.sum(-1, keepdim=True)).log()  # [S, A]
+    suffix = amortised._suffix_log_probs(traj)
+    for b in range(len(traj)):
+        steps = [
+            behaviour[env.state_index(traj.states[b, t : t + 1]), traj.actions[b, t]] for t in range(traj.lengths[b])
+        ]
+        for t in range(traj.lengths[b]):
+            assert float(suffix[b, t]) == pytest.approx(float(sum(steps[t + 1 :], torch.zeros(1))), abs=1e-5)
+
+
+def test_amortised_terminal_posterior_fits_the_exact_marginal_on_a_tree():
+    env = Sequences(alphabet=2, max_length=4)
+    torch.manual_seed(0)
+    log_reward = lambda x: tree_reward(x).log().float()  # noqa: E731
+    amortised = Amortised(
+        env, TreeOracle(env), log_reward, hidden=32, layers=2, lr=3e-3, k=1, updates=2,
+        posterior="terminal", teacher=0, replay=0, minibatch=0, epsilon=0.1,
+    )  # fmt: skip
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(400):
+        amortised.step(16, generator)
+    assert amortised.q is None and amortised.reward_calls == 16  # one call per distinct end state
+    # N(a|s_0) is the exact marginal numerator: the sum of R' over the outcomes that start with a
+    outcomes = env.all_outcomes()
+    log_n = amortised.n.forward_logits(env.featurize(env.reset(1)))[0, :2].detach()
+    for token in range(2):
+        exact = tree_reward(outcomes[outcomes[:, 0] == token]).sum().log()
+        assert float(log_n[token]) == pytest.approx(float(exact), abs=0.1)
+    target, _ = target_distribution(Sequences(alphabet=2, max_length=4, reward=tree_reward))
+    log_pf, _ = policy_log_probs(env, amortised.n)
+    assert distances(terminal_distribution(env, log_pf), target)["l1"] < 0.03
+
+
+@pytest.mark.parametrize(
+    "settings", [{"k": 8, "teacher": 0}, {"k": 1, "teacher": 16}, {"k": 1, "teacher": 0, "loss": "residual"}]
+)
+def test_terminal_posterior_refuses_settings_it_does_not_use(settings):
+    env = Sequences(alphabet=2, max_length=3)
+    with pytest.raises(ConfigError, match="posterior='terminal'"):
+        Amortised(env, TreeOracle(env), lambda x: torch.zeros(len(x)), 8, 1, posterior="terminal", **settings)
+
+
+def test_terminal_posterior_needs_a_tree():
+    from gflownet.environments.sequences import PrependAppendSequences
+
+    env = PrependAppendSequences(alphabet=2, max_length=3)
+    with pytest.raises(ConfigError, match="needs a tree"):
+        Amortised(env, TreeOracle(env), lambda x: torch.zeros(len(x)), 8, 1, posterior="terminal", k=1, teacher=0)

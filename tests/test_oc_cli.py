@@ -198,6 +198,13 @@ def test_bad_inputs_give_one_clear_error(pre, tmp_path, capsys):
     code, _, err = run_cli(capsys, *argv, "--max-reward-calls", "50", "--no-progress", "--out", str(tmp_path / "b"))
     assert code == 0, err  # Q proposes thousands of distinct 8-mers at the defaults; 50 are evaluated
     assert json.loads((tmp_path / "b" / "summary.json").read_text())["reward_calls"] == 50
+    # the terminal posterior: one call per distinct end state of N's rollouts (2 steps x 4 trajectories)
+    terminal = ["--set", "posterior=terminal", "--set", "k=1", "--set", "teacher=0"]
+    code, _, err = run_cli(capsys, *argv, *terminal, "--no-progress", "--out", str(tmp_path / "t"))
+    assert code == 0, err
+    assert 1 <= json.loads((tmp_path / "t" / "summary.json").read_text())["reward_calls"] <= 8
+    code, _, err = run_cli(capsys, *argv, "--set", "posterior=terminal", "--out", str(tmp_path / "t2"))
+    assert_one_line_error(code, err, "posterior='terminal'")
     code, _, err = run_cli(capsys, "pretrain", "--env", "sets", "--no-progress", "--out", str(tmp_path / "p"))
     assert_one_line_error(code, err, "declares no outcome space")
     code, _, err = run_cli(capsys, "pretrain", *TINY, "--set", "oc.floor=1", "--out", str(tmp_path / "p"))
