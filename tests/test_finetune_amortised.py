@@ -38,14 +38,15 @@ def test_importance_loss_vanishes_at_the_exact_marginal_and_posterior():
     assert loss.item() == pytest.approx(0.0, abs=1e-10)
 
 
-def test_reward_cache_evaluates_each_outcome_once_within_its_budget():
+@pytest.mark.parametrize("key", [None, lambda x: 10 * x[:, 0] + x[:, 1]], ids=["rows", "integer key"])
+def test_reward_cache_evaluates_each_outcome_once_within_its_budget(key):
     calls = []
 
     def log_reward(x):
         calls.append(len(x))
         return x.sum(-1).float()
 
-    cache = RewardCache(log_reward, budget=3)
+    cache = RewardCache(log_reward, budget=3, key=key)
     assert cache.evaluated()[0].shape == (0, 0) and cache.calls == 0
     log_r, evaluated = cache(torch.tensor([[1, 2], [0, 1], [1, 2]]))
     assert log_r.tolist() == [3.0, 1.0, 3.0] and evaluated.all() and calls == [2]
