@@ -63,7 +63,8 @@ class Discovered:
         return sum(best) / len(best)
 
 
-def run_method(method, trajectories, batch, seed, hidden, layers, every, mode_raw, beta, parents="last", workers=0):
+def make_trainer(method, trajectories, batch, seed, hidden, layers, beta, parents="last", workers=0) -> Trainer:
+    """The trainer of one run of the task: ``method`` (a key of METHODS) on R = s(x)^beta."""
     objective, params = METHODS[method]
     config = RunConfig(
         env="fragments",
@@ -75,7 +76,11 @@ def run_method(method, trajectories, batch, seed, hidden, layers, every, mode_ra
     t = config.train
     t.batch_size, t.trajectories, t.seed, t.threads, t.eval_every = batch, trajectories, seed, 1, 0
     t.lr, t.lr_logz, t.lr_schedule = 5e-4, 5e-2, "constant"
-    trainer = Trainer(config)
+    return Trainer(config)
+
+
+def run_method(method, trajectories, batch, seed, hidden, layers, every, mode_raw, beta, parents="last", workers=0):
+    trainer = make_trainer(method, trajectories, batch, seed, hidden, layers, beta, parents, workers)
     found = Discovered(mode_raw / 8)
     rows, start = [], time.perf_counter()
     while trainer.step_count < trainer.total_steps:
