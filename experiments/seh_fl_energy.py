@@ -20,7 +20,6 @@ completions of s.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seh_frag import METHODS, RESULTS, make_trainer  # noqa: E402
+from seh_frag import METHODS, RESULTS, make_trainer, write_csv_and_table  # noqa: E402
 
 from gflownet.environments.fragments import FragmentEnv  # noqa: E402
 from gflownet.policy import masked_log_softmax  # noqa: E402
@@ -128,11 +127,14 @@ def measure(env, logits_of, rollouts, per_size, completions, seed) -> list[dict]
 
 
 def write_outputs(rows, out: Path, name: str, title: str) -> str:
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / f"{name}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    """CSV, markdown table and a plot of the correlations against the size."""
+    header = ["blocks", "states", "Spearman with mean log R", "Spearman with max log R", "std of -E(s)"]
+    body = [
+        [r["blocks"], r["states"], f"{r['spearman_mean']:.2f}", f"{r['spearman_max']:.2f}", f"{r['std_log_r_s']:.2f}"]
+        + [f"{r['std_mean_log_r_desc']:.2f}", f"{r['at_floor']:.0%}"]
+        for r in rows
+    ]
+    table = write_csv_and_table(rows, out, name, title, header + ["std of mean log R", "s at the floor"], body)
     sizes = [r for r in rows if r["blocks"] != "all"]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for key, label in (("spearman_mean", "mean of descendants"), ("spearman_max", "max of descendants")):
@@ -144,20 +146,6 @@ def write_outputs(rows, out: Path, name: str, title: str) -> str:
     fig.tight_layout()
     fig.savefig(out / f"{name}.png", dpi=100)
     plt.close(fig)
-    lines = [
-        title,
-        "",
-        "| blocks | states | Spearman with mean log R | Spearman with max log R | std of -E(s) "
-        "| std of mean log R | s at the floor |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['blocks']} | {r['states']} | {r['spearman_mean']:.2f} | {r['spearman_max']:.2f} "
-            f"| {r['std_log_r_s']:.2f} | {r['std_mean_log_r_desc']:.2f} | {r['at_floor']:.0%} |"
-        )
-    table = "\n".join(lines) + "\n"
-    (out / f"{name}.md").write_text(table)
     return table
 
 

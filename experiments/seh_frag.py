@@ -129,28 +129,31 @@ def groups(rows) -> dict:
     return out
 
 
-def write_outputs(rows, out: Path, name: str, title: str) -> str:
-    """CSV, PNG and a markdown table (last row of each method and seed) of ``rows``."""
+def write_csv_and_table(rows, out: Path, name: str, title: str, header: list, body: list) -> str:
+    """``rows`` (dicts) to out/name.csv, and a markdown table (``title``, the ``header`` cells,
+    then one line of cells per entry of ``body``) to out/name.md; returns the table."""
     out.mkdir(parents=True, exist_ok=True)
     with open(out / f"{name}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    plot(rows, out / f"{name}.png")
-    lines = [
-        title,
-        "",
-        "| method | parents | seed | trajectories | top-100 mean reward | modes | distinct molecules | seconds |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for (m, parents, seed), mine in groups(rows).items():
-        last = mine[-1]
-        lines.append(
-            f"| {m} | {parents} | {seed} | {last['trajectories']} | {float(last['top100']):.3f} | {last['modes']} "
-            f"| {last['unique']} | {float(last['seconds']):.0f} |"
-        )
+    lines = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in cells) + " |" for cells in body]
     table = "\n".join(lines) + "\n"
     (out / f"{name}.md").write_text(table)
+    return table
+
+
+def write_outputs(rows, out: Path, name: str, title: str) -> str:
+    """CSV, PNG and a markdown table (last row of each method and seed) of ``rows``."""
+    header = ["method", "parents", "seed", "trajectories", "top-100 mean reward", "modes", "distinct molecules"]
+    body = [
+        [m, parents, seed, mine[-1]["trajectories"], f"{float(mine[-1]['top100']):.3f}", mine[-1]["modes"]]
+        + [mine[-1]["unique"], f"{float(mine[-1]['seconds']):.0f}"]
+        for (m, parents, seed), mine in groups(rows).items()
+    ]
+    table = write_csv_and_table(rows, out, name, title, header + ["seconds"], body)
+    plot(rows, out / f"{name}.png")
     return table
 
 
