@@ -1,9 +1,10 @@
 """The sEH fragment task (Bengio et al. 2021; the molecule experiment of the
 forward-looking GFlowNet paper, Pan et al. 2023): TB, SubTB and FL-SubTB on the
-105-block vocabulary, at most 9 blocks, GNN trunk, uniform P_B.
+105-block vocabulary, at most 9 blocks, GNN trunk, uniform P_B; also DB and FL-DB
+(``--methods db fl_db``), the pair that paper's released molecule code compares.
 
 Reward: s(x) = max(proxy(x), 0.1) / 8 and R = s^beta (beta = 10 by default, the
-exponent of the original fragment GFlowNet). FL-SubTB uses the energy
+exponent of the original fragment GFlowNet; 4 in the FL paper's code). FL-* use the energy
 E(s) = -log R of every partial molecule. Reported against trajectories seen:
   top100   mean s(x) of the 100 best distinct molecules sampled so far
   modes    distinct molecules with proxy >= --mode-raw (default 7.0, i.e. s >= 0.875)
@@ -11,6 +12,7 @@ E(s) = -log R of every partial molecule. Reported against trajectories seen:
 
     python experiments/seh_frag.py --trajectories 6400 --seeds 0 1   # experiments/results/seh_frag.*
     python experiments/seh_frag.py --methods tb --parents last leaves --name seh_frag_parents
+    python experiments/seh_frag.py --methods db fl_db --beta 4 --seeds 0 1 2 --name seh_frag_db_beta4
     python experiments/seh_frag.py --quick                  # a smoke run (CI)
 """
 
@@ -34,7 +36,14 @@ from gflownet.environments.molrewards import fingerprint  # noqa: E402
 from gflownet.trainer import Trainer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-METHODS = {"tb": ("tb", {}), "subtb": ("subtb", {"lam": 0.9}), "fl_subtb": ("fl_subtb", {"lam": 0.9})}
+METHODS = {
+    "tb": ("tb", {}),
+    "subtb": ("subtb", {"lam": 0.9}),
+    "fl_subtb": ("fl_subtb", {"lam": 0.9}),
+    "db": ("db", {}),  # DB and FL-DB: the comparison of the FL paper's released molecule code
+    "fl_db": ("fl_db", {}),
+}
+DEFAULT_METHODS = ["tb", "subtb", "fl_subtb"]
 MODE_SIMILARITY = 0.7
 
 
@@ -159,7 +168,7 @@ def write_outputs(rows, out: Path, name: str, title: str) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=list(METHODS))
     p.add_argument("--trajectories", type=int, default=4000)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
