@@ -10,7 +10,8 @@ up to --per-size distinct partial molecules s of each size n (blocks, 1 .. max -
 are completed --completions times by the same policy (stopping at once included:
 s is its own descendant). Reported by n, and over all sizes pooled: the Spearman
 rank correlation of -E(s) with the mean and with the max of log R over the
-completions of s.
+completions of s, and the spread of what a flow must learn without the energy (that
+mean, ~ log F(s) within one size) and with it (the mean + E(s), ~ log F~(s)).
 
     python experiments/seh_fl_energy.py --policy uniform                # experiments/results/seh_fl_energy_uniform.*
     python experiments/seh_fl_energy.py --policy subtb --train-trajectories 6400
@@ -85,8 +86,10 @@ def rank_correlation(x: torch.Tensor, y: torch.Tensor) -> float:
 
 def energy_correlation(energy: torch.Tensor, descendants: torch.Tensor, at_floor: torch.Tensor) -> dict:
     """Spearman correlation of -E(s) ``[N]`` with the mean and the max over the completions of
-    s of log R ``[N, k]``, the spread (std) of each, and the fraction of the s whose own
-    score is the reward's floor (``at_floor`` ``[N]`` bool: E(s) then says nothing about s)."""
+    s of log R ``[N, k]``; the spread (std) of -E(s), of that mean (what a flow log F(s) must
+    follow) and of the mean + E(s) (what the forward-looking flow log F~(s) must follow:
+    the energy helps where this is the smaller); the fraction of the s whose own score is
+    the reward's floor (``at_floor`` ``[N]`` bool: E(s) then says nothing about s)."""
     mean, best = descendants.mean(1), descendants.max(1).values
     return {
         "states": len(energy),
@@ -94,6 +97,7 @@ def energy_correlation(energy: torch.Tensor, descendants: torch.Tensor, at_floor
         "spearman_max": rank_correlation(-energy, best),
         "std_log_r_s": float((-energy).std()),
         "std_mean_log_r_desc": float(mean.std()),
+        "std_mean_plus_e": float((mean + energy).std()),
         "at_floor": float(at_floor.double().mean()),
     }
 
@@ -131,10 +135,11 @@ def write_outputs(rows, out: Path, name: str, title: str) -> str:
     header = ["blocks", "states", "Spearman with mean log R", "Spearman with max log R", "std of -E(s)"]
     body = [
         [r["blocks"], r["states"], f"{r['spearman_mean']:.2f}", f"{r['spearman_max']:.2f}", f"{r['std_log_r_s']:.2f}"]
-        + [f"{r['std_mean_log_r_desc']:.2f}", f"{r['at_floor']:.0%}"]
+        + [f"{r['std_mean_log_r_desc']:.2f}", f"{r['std_mean_plus_e']:.2f}", f"{r['at_floor']:.0%}"]
         for r in rows
     ]
-    table = write_csv_and_table(rows, out, name, title, header + ["std of mean log R", "s at the floor"], body)
+    header += ["std of mean log R", "std of mean log R + E(s)", "s at the floor"]
+    table = write_csv_and_table(rows, out, name, title, header, body)
     sizes = [r for r in rows if r["blocks"] != "all"]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for key, label in (("spearman_mean", "mean of descendants"), ("spearman_max", "max of descendants")):

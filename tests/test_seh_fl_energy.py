@@ -54,6 +54,9 @@ def test_energy_correlation_columns():
     expected = float(torch.corrcoef(torch.stack([torch.arange(1.0, 5.0), ranks]))[0, 1])
     assert row["spearman_mean"] == pytest.approx(expected) and row["spearman_max"] == pytest.approx(expected)
     assert row["std_log_r_s"] == pytest.approx(float(energy.std()))
+    # mean + E = 4 4 4 2: std = sqrt(((1/2)^2 * 3 + (3/2)^2) / 3) = 1
+    assert row["std_mean_log_r_desc"] == pytest.approx(float(torch.tensor([1.0, 2.0, 3.0, 2.0]).std()))
+    assert row["std_mean_plus_e"] == pytest.approx(1.0)
 
 
 def test_roll_out_keeps_the_start_and_stops_where_told(env):
