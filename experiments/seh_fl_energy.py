@@ -181,7 +181,8 @@ def main(argv=None):
         f"sEH fragments, beta {args.beta}: -E(s) against the log-rewards of {args.completions} completions "
         f"of s, policy {args.policy}{trained}, seed {args.seed}"
     )
-    name = f"seh_fl_energy_{args.policy}" + ("_quick" if args.quick else "")
+    name = f"seh_fl_energy_{args.policy}" + (f"_seed{args.seed}" if args.seed else "")
+    name += "_quick" if args.quick else ""
     table = write_outputs(rows, Path(args.out), name, title)
     print(table)
     return rows
