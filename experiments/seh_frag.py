@@ -12,7 +12,8 @@ E(s) = -log R of every partial molecule. Reported against trajectories seen:
 
     python experiments/seh_frag.py --trajectories 6400 --seeds 0 1   # experiments/results/seh_frag.*
     python experiments/seh_frag.py --methods tb --parents last leaves --name seh_frag_parents
-    python experiments/seh_frag.py --methods db fl_db --beta 4 --seeds 0 1 2 --name seh_frag_db_beta4
+    python experiments/seh_frag.py --methods db fl_db --beta 4 --seeds 0 1 2 --trajectories 6400 \\
+        --every 1280 --workers 1 --name seh_frag_db_beta4
     python experiments/seh_frag.py --quick                  # a smoke run (CI)
 """
 
