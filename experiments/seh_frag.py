@@ -1,9 +1,10 @@
 """The sEH fragment task (Bengio et al. 2021; the molecule experiment of the
 forward-looking GFlowNet paper, Pan et al. 2023): TB, SubTB and FL-SubTB on the
-105-block vocabulary, at most 9 blocks, GNN trunk, uniform P_B.
+105-block vocabulary, at most 9 blocks, GNN trunk, uniform P_B; also DB and FL-DB
+(``--methods db fl_db``), the pair that paper's released molecule code compares.
 
 Reward: s(x) = max(proxy(x), 0.1) / 8 and R = s^beta (beta = 10 by default, the
-exponent of the original fragment GFlowNet). FL-SubTB uses the energy
+exponent of the original fragment GFlowNet; 4 in the FL paper's code). FL-* use the energy
 E(s) = -log R of every partial molecule. Reported against trajectories seen:
   top100   mean s(x) of the 100 best distinct molecules sampled so far
   modes    distinct molecules with proxy >= --mode-raw (default 7.0, i.e. s >= 0.875)
@@ -11,6 +12,8 @@ E(s) = -log R of every partial molecule. Reported against trajectories seen:
 
     python experiments/seh_frag.py --trajectories 6400 --seeds 0 1   # experiments/results/seh_frag.*
     python experiments/seh_frag.py --methods tb --parents last leaves --name seh_frag_parents
+    python experiments/seh_frag.py --methods db fl_db --beta 4 --seeds 0 1 2 --trajectories 6400 \\
+        --every 1280 --workers 1 --name seh_frag_db_beta4
     python experiments/seh_frag.py --quick                  # a smoke run (CI)
 """
 
@@ -34,7 +37,14 @@ from gflownet.environments.molrewards import fingerprint  # noqa: E402
 from gflownet.trainer import Trainer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-METHODS = {"tb": ("tb", {}), "subtb": ("subtb", {"lam": 0.9}), "fl_subtb": ("fl_subtb", {"lam": 0.9})}
+METHODS = {
+    "tb": ("tb", {}),
+    "subtb": ("subtb", {"lam": 0.9}),
+    "fl_subtb": ("fl_subtb", {"lam": 0.9}),
+    "db": ("db", {}),  # DB and FL-DB: the comparison of the FL paper's released molecule code
+    "fl_db": ("fl_db", {}),
+}
+DEFAULT_METHODS = ["tb", "subtb", "fl_subtb"]
 MODE_SIMILARITY = 0.7
 
 
@@ -63,7 +73,8 @@ class Discovered:
         return sum(best) / len(best)
 
 
-def run_method(method, trajectories, batch, seed, hidden, layers, every, mode_raw, beta, parents="last", workers=0):
+def make_trainer(method, trajectories, batch, seed, hidden, layers, beta, parents="last", workers=0) -> Trainer:
+    """The trainer of one run of the task: ``method`` (a key of METHODS) on R = s(x)^beta."""
     objective, params = METHODS[method]
     config = RunConfig(
         env="fragments",
@@ -75,7 +86,11 @@ def run_method(method, trajectories, batch, seed, hidden, layers, every, mode_ra
     t = config.train
     t.batch_size, t.trajectories, t.seed, t.threads, t.eval_every = batch, trajectories, seed, 1, 0
     t.lr, t.lr_logz, t.lr_schedule = 5e-4, 5e-2, "constant"
-    trainer = Trainer(config)
+    return Trainer(config)
+
+
+def run_method(method, trajectories, batch, seed, hidden, layers, every, mode_raw, beta, parents="last", workers=0):
+    trainer = make_trainer(method, trajectories, batch, seed, hidden, layers, beta, parents, workers)
     found = Discovered(mode_raw / 8)
     rows, start = [], time.perf_counter()
     while trainer.step_count < trainer.total_steps:
@@ -124,34 +139,37 @@ def groups(rows) -> dict:
     return out
 
 
-def write_outputs(rows, out: Path, name: str, title: str) -> str:
-    """CSV, PNG and a markdown table (last row of each method and seed) of ``rows``."""
+def write_csv_and_table(rows, out: Path, name: str, title: str, header: list, body: list) -> str:
+    """``rows`` (dicts) to out/name.csv, and a markdown table (``title``, the ``header`` cells,
+    then one line of cells per entry of ``body``) to out/name.md; returns the table."""
     out.mkdir(parents=True, exist_ok=True)
     with open(out / f"{name}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    plot(rows, out / f"{name}.png")
-    lines = [
-        title,
-        "",
-        "| method | parents | seed | trajectories | top-100 mean reward | modes | distinct molecules | seconds |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for (m, parents, seed), mine in groups(rows).items():
-        last = mine[-1]
-        lines.append(
-            f"| {m} | {parents} | {seed} | {last['trajectories']} | {float(last['top100']):.3f} | {last['modes']} "
-            f"| {last['unique']} | {float(last['seconds']):.0f} |"
-        )
+    lines = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in cells) + " |" for cells in body]
     table = "\n".join(lines) + "\n"
     (out / f"{name}.md").write_text(table)
     return table
 
 
+def write_outputs(rows, out: Path, name: str, title: str) -> str:
+    """CSV, PNG and a markdown table (last row of each method and seed) of ``rows``."""
+    header = ["method", "parents", "seed", "trajectories", "top-100 mean reward", "modes", "distinct molecules"]
+    body = [
+        [m, parents, seed, mine[-1]["trajectories"], f"{float(mine[-1]['top100']):.3f}", mine[-1]["modes"]]
+        + [mine[-1]["unique"], f"{float(mine[-1]['seconds']):.0f}"]
+        for (m, parents, seed), mine in groups(rows).items()
+    ]
+    table = write_csv_and_table(rows, out, name, title, header + ["seconds"], body)
+    plot(rows, out / f"{name}.png")
+    return table
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=list(METHODS))
     p.add_argument("--trajectories", type=int, default=4000)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])

@@ -87,6 +87,16 @@ def test_seh_frag_quick(tmp_path):
     assert (tmp_path / "seh_frag_quick.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_seh_fl_energy_quick(tmp_path):
+    import seh_fl_energy
+
+    rows = seh_fl_energy.main(["--quick", "--policy", "tb", "--out", str(tmp_path)])
+    assert [r["blocks"] for r in rows][-1] == "all" and rows[-1]["states"] == sum(r["states"] for r in rows[:-1])
+    assert all(-1 <= r["spearman_mean"] <= 1 for r in rows[-1:]) and all(0 <= r["at_floor"] <= 1 for r in rows)
+    assert "| all | " in (tmp_path / "seh_fl_energy_tb_quick.md").read_text()
+    assert (tmp_path / "seh_fl_energy_tb_quick.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_ocgfn_quick(tmp_path):
     import ocgfn
 
