@@ -14,6 +14,9 @@ on the 2-D hypergrid.
      exact_visits  the same with F(s|y) read off the visits of P_F(.|y) (one DP);
      scratch    a DB GFlowNet trained on R' from scratch;
      continue   the same, initialised from the pretrained trunk.
+   (TF Bind 8 also has ``scratch_replay``: scratch with the amortised predictor's compute, i.e.
+   ``--updates`` steps a batch at ``--ft-lr``, the extra ones on trajectories replayed from the last
+   ``--replay`` transitions.)
    Metrics: distinct modes found among the samples so far; the reward calls spent (exact
    and amortised query R' on outcomes, once each; scratch / continue once per sample);
    the exact L1 of the final sampler to R'/Z' (by DP).
@@ -55,6 +58,7 @@ from gflownet.finetune import (  # noqa: E402
 )
 from gflownet.metrics import distances, policy_log_probs, target_distribution, terminal_distribution  # noqa: E402
 from gflownet.pretrain import OCConfig, PretrainTrainer, conditional_log_probs  # noqa: E402
+from gflownet.replay import ReplayBuffer  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 METHODS = ["amortised", "exact", "exact_visits", "scratch", "continue"]
@@ -226,6 +230,16 @@ def top_found(env, top, sequences):
     return int((seen & top).sum())
 
 
+TFBIND8_METHODS = [
+    "amortised",
+    "amortised_terminal",
+    "amortised_terminal_oracle",
+    "scratch",
+    "scratch_replay",
+    "continue",
+]
+
+
 def tfbind8_run(method, pre, top, log_reward, args, seed):
     """Rows (R' calls, samples, top-100 found among the evaluated sequences, and for the amortised
     predictor among N's unevaluated samples) while adapting on ``log_reward``, until ``args.budget``
@@ -263,14 +277,22 @@ def tfbind8_run(method, pre, top, log_reward, args, seed):
                 }
             )
         return rows
-    trainer = DownstreamTrainer(
-        downstream_config("tfbind8", {}, args, seed), log_reward, pre.policy if method == "continue" else None
-    )
+    config = downstream_config("tfbind8", {}, args, seed)
+    replay = None
+    if method == "scratch_replay":  # the amortised predictor's updates, lr and replayed transitions
+        config.train.lr = args.ft_lr
+        replay = ReplayBuffer(max(args.replay // env.max_steps, 1), env.max_steps, env.exit_action)
+    trainer = DownstreamTrainer(config, log_reward, pre.policy if method == "continue" else None)
     seen = torch.zeros_like(top)
     while int(seen.sum()) < args.budget and samples < args.max_samples:
         trainer.train_step()
+        fresh = trainer.last_trajectories
         samples += args.ft_batch
-        seen[env.state_index(trainer.last_trajectories.terminal)] = True
+        if replay is not None:
+            replay.add(fresh)
+            for _ in range(args.updates - 1):
+                trainer.learn(replay.sample(max(args.minibatch // env.max_steps, 1), generator))
+        seen[env.state_index(fresh.terminal)] = True
         found = int((seen & top).sum())
         rows.append(
             {"reward_calls": int(seen.sum()), "samples": samples, "top100_found": found, "top100_sampled": found}
@@ -370,7 +392,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--methods",
         nargs="+",
-        choices=["amortised", "amortised_terminal", "amortised_terminal_oracle", "scratch", "continue"],
+        choices=TFBIND8_METHODS,
         default=["amortised", "scratch"],
         help="TF Bind 8 methods",
     )

@@ -115,7 +115,7 @@ def test_ocgfn_quick(tmp_path):
 def test_ocgfn_tfbind8_downstream_quick(tmp_path):
     import ocgfn
 
-    methods = ["amortised", "amortised_terminal", "scratch"]
+    methods = ["amortised", "amortised_terminal", "scratch", "scratch_replay"]
     runs = ocgfn.main(
         ["--quick", "--downstream-tfbind8", "--tfbind8-reward", "shen", "--methods", *methods, "--out", str(tmp_path)]
     )
