@@ -358,7 +358,11 @@ def parser() -> argparse.ArgumentParser:
         "`gflownet list` shows them all with their defaults), or with --env an environment parameter "
         "(checked against the checkpoint); repeatable",
     )
-    p.add_argument("--trajectories", type=int, help="fine-tuning trajectories (default 16000)")
+    p.add_argument(
+        "--trajectories",
+        type=int,
+        help="fine-tuning trajectories (default 2000 for amortised, 16000 for continue / scratch)",
+    )
     p.add_argument(
         "--max-reward-calls",
         type=int,

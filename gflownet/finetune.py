@@ -443,7 +443,7 @@ class Amortised(nn.Module):
         self.q = None if self.hindsight else self._posterior(env, s.posterior, hidden, layers)
         self.to(env.device)
         learnt = list(self.n.parameters()) + (list(self.q.parameters()) if self.q is not None else [])
-        self.optimizer = torch.optim.Adam(learnt, lr=s.lr)
+        self.optimizer = torch.optim.Adam(learnt, lr=s.lr, fused=True)
         pretrained.requires_grad_(False)
 
     @staticmethod

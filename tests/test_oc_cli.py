@@ -244,6 +244,10 @@ def test_amortised_defaults_have_one_source(pre, tmp_path, capsys):
     converged = dict(loss="importance", updates=8, lr=3e-3, k=8, teacher=16, replay=16_000, minibatch=1024)
     assert AmortisedSettings() == AmortisedSettings(**converged)  # the H=32 grid settings of the README
     assert FinetuneConfig().amortised == AmortisedSettings()
+    # the amortised predictor updates several times a step: fewer trajectories by default
+    assert FinetuneConfig("amortised").check().trajectories == 2_000
+    assert FinetuneConfig("scratch").check().trajectories == FinetuneConfig("continue").check().trajectories == 16_000
+    assert FinetuneConfig("scratch", trajectories=48).check().trajectories == 48
     pretrained = load_pretrained(pre)
     model = Amortised(pretrained.env, pretrained.policy, pretrained.env.log_reward, 16, 2)
     assert model.settings == AmortisedSettings()
