@@ -122,7 +122,6 @@ def test_bad_parents():
         FragmentEnv(parents="all")
 
 
-
 @pytest.mark.parametrize("parents", ["last", "leaves"])
 def test_min_blocks_holds_the_exit_back_by_hand(tiny_vocab, parents):
     """Exactly two blocks under a uniform policy: the first block 1/3, then one of its free
