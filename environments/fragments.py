@@ -1,6 +1,6 @@
 """Fragment-based molecule generation (Bengio et al. 2021; the sEH task of the
 forward-looking GFlowNet paper): start from an empty graph, add a block of a
-``Vocabulary`` at a free stem, stop; at most ``max_blocks`` blocks.
+``Vocabulary`` at a free stem, stop; at most ``max_blocks`` blocks, at least ``min_blocks`` (default 1) before the exit.
 
 A state is a long tensor ``[max_blocks, 3]``, one row per slot in build order:
 (block id, parent slot, parent's stem index), -1 where empty; slot 0 holds the
@@ -60,9 +60,13 @@ class FragmentEnv(MoleculeScoring, TemperatureConditioning, Environment):
         beta_max: float = 0.0,
         reward_workers: int = 0,
         parents: str = "last",
+        min_blocks: int = 1,
         device: str | torch.device = "cpu",
     ):
         checked_int("fragments", "max_blocks", max_blocks)
+        checked_int("fragments", "min_blocks", min_blocks)
+        if min_blocks > max_blocks:
+            raise ConfigError(f"fragments: min_blocks must be <= max_blocks ({max_blocks}), got {min_blocks}")
         if parents not in PARENTS:
             raise ConfigError(f"fragments: parents must be one of {', '.join(PARENTS)}, got {parents!r}")
         self.parents = parents
@@ -74,7 +78,7 @@ class FragmentEnv(MoleculeScoring, TemperatureConditioning, Environment):
             reward_workers,
             dict(max_blocks=max_blocks, vocabulary=vocabulary, reward=reward, beta=beta, targets=targets),
         )
-        self.max_blocks, V, S = max_blocks, len(self.vocab), self.vocab.max_stems
+        self.max_blocks, self.min_blocks, V, S = max_blocks, min_blocks, len(self.vocab), self.vocab.max_stems
         self.n_blocks, self.n_stems_max = V, S
         self.n_attach = max_blocks * S * V
         self.n_actions = self.n_attach + V + 1
@@ -123,7 +127,7 @@ class FragmentEnv(MoleculeScoring, TemperatureConditioning, Environment):
         free = self.free_stems(states) & (n < self.max_blocks)[:, None, None]
         attach = (free[..., None] & self.usable).reshape(len(states), -1)
         first = (n == 0)[:, None] & self.usable
-        return torch.cat([attach, first, (n >= 1)[:, None]], -1)
+        return torch.cat([attach, first, (n >= self.min_blocks)[:, None]], -1)
 
     def step(self, states, actions):
         appended = self._append(states, actions)

@@ -14,6 +14,8 @@ E(s) = -log R of every partial molecule. Reported against trajectories seen:
     python experiments/seh_frag.py --methods tb --parents last leaves --name seh_frag_parents
     python experiments/seh_frag.py --methods db fl_db --beta 4 --seeds 0 1 2 --trajectories 6400 \\
         --every 1280 --workers 1 --name seh_frag_db_beta4
+    python experiments/seh_frag.py --methods db fl_db --beta 4 --parents leaves --epsilon 0.1 \\
+        --min-blocks 2 --max-blocks 8 --workers 1 --name seh_frag_released   # the released code's settings
     python experiments/seh_frag.py --quick                  # a smoke run (CI)
 """
 
@@ -73,24 +75,34 @@ class Discovered:
         return sum(best) / len(best)
 
 
-def make_trainer(method, trajectories, batch, seed, hidden, layers, beta, parents="last", workers=0) -> Trainer:
-    """The trainer of one run of the task: ``method`` (a key of METHODS) on R = s(x)^beta."""
+def make_trainer(
+    method, trajectories, batch, seed, hidden, layers, beta, parents="last", workers=0, epsilon=0.0, blocks=(1, 9)
+) -> Trainer:
+    """The trainer of one run of the task: ``method`` (a key of METHODS) on R = s(x)^beta, molecules
+    of ``blocks`` = (min, max) blocks, a random legal action at each rollout step with probability
+    ``epsilon`` (the same behaviour policy for every method)."""
     objective, params = METHODS[method]
+    env_params = {"reward": "seh", "beta": beta, "parents": parents, "reward_workers": workers}
+    env_params["min_blocks"], env_params["max_blocks"] = blocks
     config = RunConfig(
         env="fragments",
-        env_params={"reward": "seh", "beta": beta, "parents": parents, "reward_workers": workers},
+        env_params=env_params,
         objective=objective,
         objective_params=dict(params),
     )
     config.model.hidden, config.model.layers, config.model.backward = hidden, layers, "uniform"
     t = config.train
     t.batch_size, t.trajectories, t.seed, t.threads, t.eval_every = batch, trajectories, seed, 1, 0
+    t.epsilon = epsilon
     t.lr, t.lr_logz, t.lr_schedule = 5e-4, 5e-2, "constant"
     return Trainer(config)
 
 
-def run_method(method, trajectories, batch, seed, hidden, layers, every, mode_raw, beta, parents="last", workers=0):
-    trainer = make_trainer(method, trajectories, batch, seed, hidden, layers, beta, parents, workers)
+def run_method(
+    method, trajectories, batch, seed, hidden, layers, every, mode_raw, beta, parents="last", workers=0, **settings
+):
+    """One run; ``settings``: ``epsilon`` and ``blocks`` of ``make_trainer``."""
+    trainer = make_trainer(method, trajectories, batch, seed, hidden, layers, beta, parents, workers, **settings)
     found = Discovered(mode_raw / 8)
     rows, start = [], time.perf_counter()
     while trainer.step_count < trainer.total_steps:
@@ -180,6 +192,9 @@ def main(argv=None):
     p.add_argument("--beta", type=float, default=10.0, help="reward exponent")
     p.add_argument("--parents", nargs="+", default=["last"], choices=["last", "leaves"], help="backward moves")
     p.add_argument("--workers", type=int, default=0, help="RDKit reward worker processes (reward_workers)")
+    p.add_argument("--epsilon", type=float, default=0.0, help="random-action rate of the behaviour policy")
+    p.add_argument("--min-blocks", type=int, default=1, help="fewest blocks before the exit")
+    p.add_argument("--max-blocks", type=int, default=9, help="most blocks in a molecule")
     p.add_argument("--name", default="seh_frag", help="stem of the output files")
     p.add_argument(
         "--combine",
@@ -195,7 +210,7 @@ def main(argv=None):
         args.trajectories, args.batch, args.every = 32, 16, 16
     title = (
         f"sEH fragments, batch {args.batch}, beta {args.beta}, GNN {args.layers}x{args.hidden}, "
-        f"modes: proxy >= {args.mode_raw}"
+        f"modes: proxy >= {args.mode_raw}, {args.min_blocks}-{args.max_blocks} blocks, epsilon {args.epsilon}"
     )
     if args.combine:
         rows = [r for path in args.combine for r in csv.DictReader(open(path))]
@@ -217,6 +232,8 @@ def main(argv=None):
                 args.beta,
                 parents,
                 args.workers,
+                epsilon=args.epsilon,
+                blocks=(args.min_blocks, args.max_blocks),
             )
         ]
     table = write_outputs(rows, Path(args.out), f"{args.name}_quick" if args.quick else args.name, title)

@@ -87,6 +87,19 @@ def test_seh_frag_quick(tmp_path):
     assert (tmp_path / "seh_frag_quick.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_seh_frag_released_settings_reach_the_trainer():
+    """--epsilon and --min-blocks / --max-blocks: every sampled molecule has 2 or 3 blocks,
+    and the behaviour policy gets the random-action rate."""
+    import seh_frag
+
+    trainer = seh_frag.make_trainer("fl_db", 32, 16, 0, 16, 1, 4.0, "leaves", epsilon=0.1, blocks=(2, 3))
+    assert trainer.config.train.epsilon == 0.1
+    for _ in range(2):
+        trainer.train_step()
+        placed = trainer.env.n_placed(trainer.last_trajectories.terminal)
+        assert placed.min() >= 2 and placed.max() <= 3
+
+
 def test_seh_fl_energy_quick(tmp_path):
     import seh_fl_energy
 

@@ -120,3 +120,30 @@ def test_one_block_space_has_one_parent_per_state():
 def test_bad_parents():
     with pytest.raises(ConfigError, match="parents must be one of last, leaves"):
         FragmentEnv(parents="all")
+
+
+@pytest.mark.parametrize("parents", ["last", "leaves"])
+def test_min_blocks_holds_the_exit_back_by_hand(tiny_vocab, parents):
+    """Exactly two blocks under a uniform policy: the first block 1/3, then one of its free
+    stems and a block uniformly (C and the pyridine: 2 stems x 3 blocks, O: 1 stem x 3).
+    Two blocks have one build order, so the DAG has the tree's 15 terminal states."""
+    env = FragmentEnv(max_blocks=2, min_blocks=2, vocabulary=tiny_vocab, parents=parents)
+    one = env.step(env.reset(3), torch.arange(3) + env.n_attach)
+    assert not env.forward_mask(one)[:, env.exit_action].any()
+    terminals, p = exact_terminal_distribution(env, lambda f: torch.zeros(f.num_graphs, env.n_actions))
+    assert env.n_placed(terminals).eq(2).all()
+    assert sorted(p.tolist()) == pytest.approx([1 / 18] * 12 + [1 / 9] * 3)
+
+
+def test_min_blocks_terminals_are_the_states_of_enough_blocks(tiny_vocab):
+    env = FragmentEnv(max_blocks=3, min_blocks=2, vocabulary=tiny_vocab, parents="leaves")
+    levels, _ = enumerate_space(env)
+    terminals, p = exact_terminal_distribution(env, lambda f: torch.zeros(f.num_graphs, env.n_actions))
+    assert {key(s) for s in terminals} == {key(s) for level in levels[2:] for s in level}
+    assert float(p.sum()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("min_blocks, match", [(0, "min_blocks must be an integer >= 1"), (4, "min_blocks must be <=")])
+def test_bad_min_blocks(min_blocks, match):
+    with pytest.raises(ConfigError, match=match):
+        FragmentEnv(max_blocks=3, min_blocks=min_blocks)
