@@ -80,6 +80,9 @@ class Environment:
     #: reset, forward_mask, featurize and step are tensor ops whose output shapes depend
     #: on the batch size only: the rollout may then be compiled (``gflownet.compiled``)
     fixed_shape: bool = False
+    #: log_reward is a device-side lookup with no host synchronisation (a table validated when
+    #: built): with ``fixed_shape``, a whole training step may be one CUDA graph (``gflownet.graphed``)
+    capturable: bool = False
 
     @property
     def exit_action(self) -> int:

@@ -108,6 +108,10 @@ class HyperGrid(Environment):
         reward = self.r0 + self.r1 * (a > 0.25).all(-1) + self.r2 * ((a > 0.3) & (a < 0.4)).all(-1)
         return checked_log(reward, states, "hypergrid reward")
 
+    @property
+    def capturable(self) -> bool:
+        return self._log_reward_table is not None
+
     def log_reward(self, states):
         if self._log_reward_table is not None:
             return self._log_reward_table[self.state_index(states)]

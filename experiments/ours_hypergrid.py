@@ -63,7 +63,11 @@ def main():
         **timing,
         "final_loss": loss,
         "evals": evals,
+        "cuda_graph": trainer.graphed is not None,
     }
+    if trainer.device.type == "cuda":
+        result["gpu"] = torch.cuda.get_device_name(trainer.device)
+        result["peak_gpu_mib"] = torch.cuda.max_memory_allocated(trainer.device) / 2**20
     write_result(result, args.json)
 
 

@@ -46,6 +46,7 @@ class TrainConfig:
     device: str = _f("cpu", "'cpu', 'cuda' or 'cuda:N'")
     threads: int = _f(0, "CPU threads for torch (0: pick automatically)")
     compile: str = _f("auto", "compiled rollout (gflownet.compiled): 'true', 'false', or 'auto' (where it pays back)")
+    cuda_graph: str = _f("auto", "the training step as one CUDA graph (gflownet.graphed): 'true', 'false', 'auto'")
     log_every: int = _f(100, "steps between two lines of metrics.jsonl")
     eval_every: int = _f(16_000, "trajectories between two exact evaluations (0: only at the end)")
     checkpoint_every: int = _f(500, "steps between two checkpoints")

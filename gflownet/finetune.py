@@ -56,6 +56,8 @@ def downstream_log_reward(env: Environment, reward: str | Callable) -> Callable[
 class RewardSwap:
     """``env`` with its reward replaced by ``log_reward`` (every other attribute is env's)."""
 
+    capturable = False  # R' is any Python callable
+
     def __init__(self, env: Environment, log_reward: Callable[[torch.Tensor], torch.Tensor]):
         self._env, self._log_reward = env, log_reward
 

@@ -170,13 +170,14 @@ class Policy(nn.Module):
         return out[:, :A], (out[:, A : A + Ab] if Ab else None), (out[:, -1] if self.has_flow else None)
 
     # -- the packed forward of a training step -----------------------------------
-    def evaluate(self, env: Environment, traj: Trajectories, needs: frozenset) -> Evaluation:
-        """Estimates for every transition and state of ``traj`` (one forward over its states)."""
+    def evaluate(self, env: Environment, traj: Trajectories, needs: frozenset, dedupe: bool = True) -> Evaluation:
+        """Estimates for every transition and state of ``traj`` (one forward over its states;
+        with ``dedupe``, over each distinct state once where the environment indexes them)."""
         B, T = traj.actions.shape
         shape = traj.states.shape[2:]
         states = traj.states.reshape(B * (T + 1), *shape)
         cond = None if traj.cond is None else traj.cond[:, None].expand(B, T + 1, -1).reshape(B * (T + 1), -1)
-        if cond is None and env.indexable:  # each distinct state once
+        if dedupe and cond is None and env.indexable:  # each distinct state once
             first, rows = distinct(env.state_index(states))
             states = states[first]
         else:

@@ -21,6 +21,7 @@ from gflownet import checkpoint
 from gflownet.config import RunConfig
 from gflownet.compiled import CompiledRollout, use_compiled
 from gflownet.distributed import DataParallel, stream_seed
+from gflownet import graphed
 from gflownet.errors import CheckpointError, ConfigError, GFlowNetError
 from gflownet.metrics import exact_metrics, transitions
 from gflownet.policy import Policy
@@ -29,7 +30,7 @@ from gflownet.sampler import sample_forward
 from gflownet.objectives import get_objective
 
 # Settings that may change when a run is resumed: they do not affect the parameters.
-RUNTIME_FIELDS = {"device", "threads", "compile", "log_every", "eval_every", "checkpoint_every"}
+RUNTIME_FIELDS = {"device", "threads", "compile", "cuda_graph", "log_every", "eval_every", "checkpoint_every"}
 # Environment parameters of the same kind (where rewards are computed, not what they are).
 RUNTIME_ENV_PARAMS = {"reward_workers"}
 # Exact evaluation is skipped above this many (state, action) pairs (the DP's tables).
@@ -131,14 +132,19 @@ class Trainer:
         if world:
             world.broadcast_parameters(self.policy)
         log_z = {id(p) for p in self.policy.log_z_parameters()}
+        # a CUDA graph of the step is decided at the first step (gflownet.graphed); Adam must be ready for it
+        self._graph_pending = self._capturable = graphed.use_cuda_graph(t.cuda_graph, self.device)
+        self.graphed = None
         self.optimizer = torch.optim.Adam(
             fused=True,
+            capturable=self._capturable,
             params=[
                 {"params": [p for p in self.policy.parameters() if id(p) not in log_z], "lr": t.lr},
                 {"params": self.policy.log_z_parameters(), "lr": t.lr_logz},
             ],
         )
         self.base_lrs = [t.lr, t.lr_logz]
+        self._lr_factor = None  # of the learning rates set last
         self.total_steps = math.ceil(t.trajectories / t.batch_size)
         self.step_count = 0
         self.generator = torch.Generator(self.device).manual_seed(self._stream_seed())
@@ -204,16 +210,41 @@ class Trainer:
         return seed if self.world is None else stream_seed(seed, self.world.rank, self.step_count)
 
     def train_step(self) -> torch.Tensor:
-        """One optimisation step on the batch ``collect`` gives; returns the (detached) loss."""
-        return self.learn(self.collect())
+        """One optimisation step on the batch ``collect`` gives; returns the (detached) loss.
+        Replays a CUDA graph of the whole step where ``train.cuda_graph`` allows one."""
+        if self._graph_pending:
+            self._graph_pending = False
+            reason = graphed.unsupported(self)
+            if reason is None:
+                self.graphed = graphed.GraphedStep(self)
+            elif self.config.train.cuda_graph == "true":
+                raise ConfigError(f"train.cuda_graph=true: the step cannot be captured here: {reason}")
+        if self.graphed is None:
+            return self.learn(self.collect())
+        self._apply_schedule()
+        loss, transitions = self.graphed.step()
+        self.last_trajectories = self.graphed.trajectories
+        self.transitions += transitions
+        self.step_count += 1
+        return loss
+
+    def _apply_schedule(self) -> None:
+        """The learning rates of this step (in place where they are tensors read by a CUDA graph)."""
+        factor = self._schedule()
+        if factor == self._lr_factor:  # constant most of the run: no kernel launch then
+            return
+        self._lr_factor = factor
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(base * factor)
+            else:
+                group["lr"] = base * factor
 
     def learn(self, traj) -> torch.Tensor:
         """One optimisation step on scored trajectories (gradients averaged over the ranks
         when data-parallel); returns the (detached) loss."""
         t = self.config.train
-        factor = self._schedule()
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = base * factor
+        self._apply_schedule()
         self.transitions += traj.lengths.sum()
         self.last_trajectories = traj
         evaluation = self.policy.evaluate(self.env, traj, self.objective.needs)
@@ -311,7 +342,7 @@ class Trainer:
                         "transitions": int(self.transitions),
                         "loss": loss,
                         "log_z": self.estimate_log_z(),
-                        "lr": self.optimizer.param_groups[0]["lr"],
+                        "lr": float(self.optimizer.param_groups[0]["lr"]),
                         "traj_per_s": window_steps * t.batch_size / seconds,
                     }
                     self._log(metrics_file, last)
@@ -372,12 +403,19 @@ class Trainer:
             "transitions": self.transitions.cpu(),
             "elapsed": self.elapsed,
             "policy": self.policy.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self._optimizer_state(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(),
             "metrics_offset": metrics.stat().st_size if metrics and metrics.exists() else 0,
         }
+
+    def _optimizer_state(self) -> dict:
+        """Adam's state with plain learning rates (tensors while a CUDA graph reads them)."""
+        state = self.optimizer.state_dict()
+        for group in state["param_groups"]:
+            group["lr"] = float(group["lr"])
+        return state
 
     def save_checkpoint(self) -> None:
         checkpoint.save(self.out / "checkpoint.pt", self.state_dict())
@@ -393,9 +431,17 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{source} does not fit this model: {str(exc).splitlines()[0]}") from None
+        for group in self.optimizer.param_groups:  # this device's choice, not the writer's
+            group["capturable"] = self._capturable
+        self._lr_factor = None
+        if self.graphed is not None:  # the graph read the optimiser's old state tensors: record anew
+            self.graphed, self._graph_pending = None, True
         self.step_count, self.elapsed = int(state["step"]), float(state["elapsed"])
         self.transitions = state["transitions"].to(self.device)
-        self.generator.set_state(state["generator"])
+        try:
+            self.generator.set_state(state["generator"])
+        except RuntimeError:  # written on another kind of device: its stream cannot go on here
+            self.generator.manual_seed(stream_seed(self.config.train.seed, 0, self.step_count))
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
         self._metrics_offset = int(state["metrics_offset"])

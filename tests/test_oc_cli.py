@@ -273,3 +273,48 @@ def test_bad_amortised_settings_give_one_clear_error(pre, tmp_path, capsys, argv
     code, _, err = run_cli(capsys, "finetune", str(pre), *argv, "--out", str(tmp_path / "ft"))
     assert_one_line_error(code, err, message)
     assert not (tmp_path / "ft").exists()
+
+
+@pytest.fixture(scope="module")
+def pre_on(tmp_path_factory):
+    """A tiny pretrained run per device, written on that device."""
+    runs = {}
+
+    def pretrained(device):
+        if device not in runs:
+            runs[device] = tmp_path_factory.mktemp(f"oc_{device}") / "pre"
+            args = ["pretrain", *TINY, "--device", device, "--set", "hindsight_batch=8", "--out", str(runs[device])]
+            assert main(args) == 0
+        return runs[device]
+
+    return pretrained
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("written, used", [("cpu", "cuda"), ("cuda", "cpu")])
+@pytest.mark.parametrize("method", ["exact", "amortised", "continue"])
+def test_pretrained_on_one_device_finetunes_and_samples_on_the_other(pre_on, tmp_path, capsys, written, used, method):
+    ft = tmp_path / "ft"
+    code, _, err = run_cli(
+        capsys,
+        "finetune",
+        str(pre_on(written)),
+        "--reward",
+        "tests.user_rewards:corner",
+        "--method",
+        method,
+        "--trajectories",
+        "32",
+        "--batch-size",
+        "8",
+        "--device",
+        used,
+        "--no-progress",
+        "--out",
+        str(ft),
+    )
+    assert code == 0, err
+    assert 0 <= json.loads((ft / "summary.json").read_text())["l1"] <= 2
+    code, _, err = run_cli(capsys, "sample", str(ft), "--n", "50", "--device", written, "--out", str(ft / "s.csv"))
+    assert code == 0, err
+    assert len(list(csv.reader(open(ft / "s.csv")))) == 51

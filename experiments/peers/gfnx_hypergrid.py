@@ -104,7 +104,8 @@ def main():
     timing = clock.record(iterations, args.batch_size, T_IMPORTED, T_TOP_WALL)
     evals.append(evaluate(iterations * args.batch_size))
     write_result({"library": "gfnx", "gfnx_version": importlib.metadata.version("gfnx"),
-                  "jax_version": jax.__version__, "config": vars(args), **timing, "final_loss": loss,
+                  "jax_version": jax.__version__, "backend": jax.default_backend(), "config": vars(args),
+                  **timing, "final_loss": loss,
                   "evals": evals}, args.json)
 
 
