@@ -28,9 +28,9 @@ from gflownet.policy import Policy
 from gflownet.sampler import (
     DEDUPE_MIN_BATCH,
     GUMBEL_MAX_ACTIONS,
-    TABLE_STATES_PER_TRAJECTORY,
     _gumbel_argmax,
     rollout_noise,
+    walks_tables,
 )
 from gflownet.trajectories import Trajectories
 
@@ -101,8 +101,7 @@ def use_compiled(
     if setting == "true" and reason:
         raise ConfigError(f"train.compile=true: the rollout cannot be compiled here: {reason}")
     if setting == "auto":
-        table = env.enumerable and env.n_states <= TABLE_STATES_PER_TRAJECTORY * batch
-        small = batch < DEDUPE_MIN_BATCH and not table
+        small = batch < DEDUPE_MIN_BATCH and not walks_tables(env, batch)
         long_enough = reason is None and env.device.type == "cpu" and small and steps >= AUTO_MIN_STEPS
         return long_enough and has_cpp_compiler()
     return setting == "true"

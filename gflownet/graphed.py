@@ -29,7 +29,7 @@ from gflownet.compiled import rollout_chunk
 from gflownet.compiled import unsupported as rollout_unsupported
 from gflownet.errors import ConfigError
 from gflownet.reward_pool import scores_in_workers
-from gflownet.sampler import rollout_noise
+from gflownet.sampler import rollout_noise, walks_tables
 from gflownet.trajectories import Trajectories
 
 #: eager steps before the capture (CUDA graphs want the allocator and kernels warm)
@@ -37,6 +37,12 @@ WARMUP_STEPS = 3
 # Estimates whose computation synchronises with the host or has a data-dependent shape:
 # energies are checked for finiteness, flow matching enumerates each state's parents.
 UNCAPTURABLE_NEEDS = {"state_energy", "edge_flows"}
+# Where the eager rollout walks tables of the whole space, its loss evaluates those few states
+# once each, and the graph's loss every padded row: from this many padded rows on, the eager
+# step wins. Measured on an H200 (experiments/bench_gpu.py): graph / eager 2.30x at 65,536
+# padded rows (2-D H=8, batch 4096), 1.70x at 122,880 (4-D H=8, batch 4096), 0.80x at 524,288
+# (2-D H=64, batch 4096); the bound lies between the last two.
+MAX_PADDED_ROWS_WITH_TABLES = 1 << 18
 
 
 @torch.no_grad()
@@ -104,7 +110,8 @@ class GraphedStep:
 
     def _record(self):
         optimizer = self.trainer.optimizer
-        for group in optimizer.param_groups:  # read by the graph from device memory, set in place
+        for group in optimizer.param_groups:  # lr: read by the graph from device memory, set in place
+            group["capturable"] = True
             if not isinstance(group["lr"], torch.Tensor):
                 group["lr"] = torch.tensor(float(group["lr"]), device=self.trainer.device)
         optimizer.zero_grad(set_to_none=True)  # backward in the capture allocates the gradients
@@ -132,10 +139,16 @@ class GraphedStep:
         return self.loss.clone(), self.transitions.clone()
 
 
+def pays_off(env, batch: int) -> bool:
+    """Whether ``train.cuda_graph=auto`` captures a supported step: everywhere but where the
+    eager step walks tables and the graph's loss would evaluate too many padded rows."""
+    return not walks_tables(env, batch) or batch * (env.max_steps + 1) < MAX_PADDED_ROWS_WITH_TABLES
+
+
 def use_cuda_graph(setting: str, device: torch.device) -> bool:
-    """``train.cuda_graph``: "auto" (on CUDA, where the step can be captured), "true" (an
-    error where it cannot) or "false". Whether to prepare for one: the trainer decides at
-    its first step, with ``unsupported``, once its environment is final."""
+    """``train.cuda_graph``: "auto" (on CUDA, where the step can be captured and ``pays_off``),
+    "true" (an error where it cannot be captured) or "false". Whether to prepare for one: the
+    trainer decides at its first step, with ``unsupported``, once its environment is final."""
     if setting not in ("auto", "true", "false"):
         raise ConfigError(f"train.cuda_graph must be 'auto', 'true' or 'false', got {setting!r}")
     if setting == "true" and device.type != "cuda":

@@ -52,6 +52,12 @@ def _multinomial(logits, mask, generator):
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_max(cdf.shape[-1] - 1)
 
 
+def walks_tables(env: Environment, batch: int) -> bool:
+    """Whether an unconditioned rollout of ``batch`` rows evaluates the network once on every
+    state of the space and then walks state indices through tables (``sample_forward``)."""
+    return env.enumerable and env.n_states <= TABLE_STATES_PER_TRAJECTORY * batch
+
+
 _TRANSITION_TABLES = weakref.WeakKeyDictionary()
 
 
@@ -123,7 +129,7 @@ def sample_forward(
     incomplete = torch.zeros_like(done)
     steps = T
     table = None
-    if cond is None and env.enumerable and env.n_states <= TABLE_STATES_PER_TRAJECTORY * batch:
+    if cond is None and walks_tables(env, batch):
         # The whole space in one pass; the rollout then walks state indices through tables.
         every_state, legal, successor = transition_tables(env)
         table = (policy.forward_logits(env.featurize(every_state)) / temperature).masked_fill(~legal, float("-inf"))

@@ -214,10 +214,10 @@ class Trainer:
         Replays a CUDA graph of the whole step where ``train.cuda_graph`` allows one."""
         if self._graph_pending:
             self._graph_pending = False
-            reason = graphed.unsupported(self)
-            if reason is None:
+            reason, forced = graphed.unsupported(self), self.config.train.cuda_graph == "true"
+            if reason is None and (forced or graphed.pays_off(self.env, self.local_batch)):
                 self.graphed = graphed.GraphedStep(self)
-            elif self.config.train.cuda_graph == "true":
+            elif reason and forced:
                 raise ConfigError(f"train.cuda_graph=true: the step cannot be captured here: {reason}")
         if self.graphed is None:
             return self.learn(self.collect())

@@ -12,7 +12,7 @@ import torch
 from gflownet.config import RunConfig
 from gflownet.environments.hypergrid import HyperGrid
 from gflownet.errors import ConfigError
-from gflownet.graphed import GraphedStep, fixed_rollout, unsupported, use_cuda_graph
+from gflownet.graphed import GraphedStep, fixed_rollout, pays_off, unsupported, use_cuda_graph
 from gflownet.objectives import get_objective
 from gflownet.policy import Policy
 from gflownet.sampler import sample_forward
@@ -86,6 +86,13 @@ def test_the_step_trains_like_the_default_trainer(objective):
     assert runs[0][2] == runs[1][2]  # padding is not counted as transitions
     if objective == "tb":
         assert runs[1][1] < 0.3  # ~1.0 before training
+
+
+def test_auto_keeps_the_eager_step_where_it_walks_tables_of_long_trajectories():
+    assert pays_off(HyperGrid(dim=2, side=8), 512) and pays_off(HyperGrid(dim=2, side=8), 4096)
+    assert pays_off(HyperGrid(dim=4, side=8), 4096)  # tables, 122,880 padded rows
+    assert pays_off(HyperGrid(dim=4, side=20), 4096)  # no tables (160,000 states)
+    assert not pays_off(HyperGrid(dim=2, side=64), 4096)  # tables, 524,288 padded rows
 
 
 def test_the_switch_and_what_it_refuses():
