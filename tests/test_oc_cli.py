@@ -53,25 +53,23 @@ def test_pretrain_writes_a_run_with_success_rates(pre):
     assert evals and 0 <= evals[-1]["success_rate"] <= 1 and "train_success_rate" in evals[-1]
 
 
+def finetune_cli(capsys, pre, out, *extra):
+    """``gflownet finetune`` of ``pre`` on the corner reward, 32 trajectories: (code, stdout, stderr)."""
+    argv = ["--reward", "tests.user_rewards:corner", "--trajectories", "32", "--batch-size", "8", "--no-progress"]
+    return run_cli(capsys, "finetune", str(pre), *argv, *extra, "--out", str(out))
+
+
+def finetune_tiny(capsys, pre, out, *extra):
+    """``finetune_cli``, which must succeed; its summary.json."""
+    code, _, err = finetune_cli(capsys, pre, out, *extra)
+    assert code == 0, err
+    return json.loads((out / "summary.json").read_text())
+
+
 @pytest.mark.parametrize("method", ["exact", "exact_visits", "amortised", "continue", "scratch"])
 def test_finetune_then_sample(pre, tmp_path, capsys, method):
     ft = tmp_path / method
-    code, out, err = run_cli(
-        capsys,
-        "finetune",
-        str(pre),
-        "--reward",
-        "tests.user_rewards:corner",
-        "--method",
-        method,
-        "--trajectories",
-        "32",
-        "--batch-size",
-        "8",
-        "--no-progress",
-        "--out",
-        str(ft),
-    )
+    code, out, err = finetune_cli(capsys, pre, ft, "--method", method)
     assert code == 0, err
     summary = json.loads((ft / "summary.json").read_text())
     assert summary["method"] == method and 0 <= summary["l1"] <= 2
@@ -211,13 +209,6 @@ def test_bad_inputs_give_one_clear_error(pre, tmp_path, capsys):
     assert_one_line_error(code, err, "oc parameter")
 
 
-def finetune_tiny(capsys, pre, out, *extra):
-    argv = ["--reward", "tests.user_rewards:corner", "--trajectories", "32", "--batch-size", "8", "--no-progress"]
-    code, _, err = run_cli(capsys, "finetune", str(pre), *argv, *extra, "--out", str(out))
-    assert code == 0, err
-    return json.loads((out / "summary.json").read_text())
-
-
 def test_amortised_settings_from_the_command_line(pre, tmp_path, capsys):
     settings = ["--set", "k=2", "--set", "updates=1", "--set", "amortised.teacher=0", "--set", "lr=0.01"]
     free = finetune_tiny(capsys, pre, tmp_path / "free", *settings)
@@ -295,24 +286,7 @@ def pre_on(tmp_path_factory):
 @pytest.mark.parametrize("method", ["exact", "amortised", "continue"])
 def test_pretrained_on_one_device_finetunes_and_samples_on_the_other(pre_on, tmp_path, capsys, written, used, method):
     ft = tmp_path / "ft"
-    code, _, err = run_cli(
-        capsys,
-        "finetune",
-        str(pre_on(written)),
-        "--reward",
-        "tests.user_rewards:corner",
-        "--method",
-        method,
-        "--trajectories",
-        "32",
-        "--batch-size",
-        "8",
-        "--device",
-        used,
-        "--no-progress",
-        "--out",
-        str(ft),
-    )
+    code, _, err = finetune_cli(capsys, pre_on(written), ft, "--method", method, "--device", used)
     assert code == 0, err
     assert 0 <= json.loads((ft / "summary.json").read_text())["l1"] <= 2
     code, _, err = run_cli(capsys, "sample", str(ft), "--n", "50", "--device", written, "--out", str(ft / "s.csv"))
