@@ -14,6 +14,7 @@ Two studies, the small study's settings of ``fl_sets.py`` (2x256 MLP, Adam 1e-3 
                 known     the known value substituted for both (F(x) = R(x), F~(x) = 1);
                 flow_x10  ours, with the flow head's output multiplied by 10 (its row
                           initialised 10x smaller): Adam moves log F ten times as fast.
+  --leaky     a LeakyReLU trunk (the released code's activation) for every run.
 
   python experiments/fl_sets_diagnosis.py --trace --seeds 1
   python experiments/fl_sets_diagnosis.py --variants --seeds 0 1 2
@@ -29,6 +30,7 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from gflownet.objectives import Objective, detailed_balance, get_objective
 from gflownet.objectives.fl import fl_detailed_balance
@@ -108,12 +110,26 @@ def scale_flow_head(policy, factor):
     policy.heads = scaled
 
 
-def run(objective, seed, epsilon, temperature, every, trajectories, factor=1.0, stop=True, assignments=()):
+def leaky_trunk(policy):
+    """The MLP trunk with LeakyReLU (slope 0.01, torch's default) for ReLU: the released code's."""
+    mlp = policy.trunk.mlp
+
+    def forward(x):
+        for linear in mlp.linears:
+            x = F.leaky_relu(F.linear(x, linear.weight, linear.bias))
+        return x
+
+    mlp.forward = forward
+
+
+def run(objective, seed, epsilon, temperature, every, trajectories, factor=1.0, stop=True, assignments=(), leaky=False):
     """Rows (trajectories, L1, log F(s_0), exact log Z) every ``every`` trajectories."""
     base = LOSSES[objective][0] if objective in LOSSES else objective
     trainer = trainer_for(12, 6, base, seed, epsilon, trajectories, 0, temperature, ["threads=1", *assignments])
     trainer.objective = objective_of(objective)
     scale_flow_head(trainer.policy, factor)
+    if leaky:
+        leaky_trunk(trainer.policy)
     batch, rows = trainer.config.train.batch_size, []
     while trainer.step_count < trainer.total_steps:
         trainer.train_step()
@@ -145,6 +161,7 @@ def main(argv=None):
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--every", type=int, default=32, help="trajectories between exact evaluations")
     p.add_argument("--trajectories", type=int, default=12_800)
+    p.add_argument("--leaky", action="store_true", help="LeakyReLU trunk (the released code's) for every run")
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--tag", default="")
     args = p.parse_args(argv)
@@ -156,7 +173,9 @@ def main(argv=None):
     if args.trace:
         for method in ("db", "fl_db"):
             for seed in args.seeds:
-                trace = run(method, seed, args.epsilon, args.temperature, args.every, args.trajectories, stop=True)
+                trace = run(
+                    method, seed, args.epsilon, args.temperature, args.every, args.trajectories, leaky=args.leaky
+                )
                 rows += [{"study": "trace", "method": method, "seed": seed, **r} for r in trace]
                 report.append(f"\ntrace {method} seed {seed} (epsilon {args.epsilon}, T {args.temperature})")
                 report.append("| trajectories | L1 | log F(s0) | log Z |\n|---|---|---|---|")
@@ -164,7 +183,10 @@ def main(argv=None):
                     f"| {r['trajectories']} | {r['l1']:.3f} | {r['log_f_s0']:.2f} | {r['log_z']:.2f} |" for r in trace
                 ]
     if args.variants is not None:
-        report.append(f"\n| variant (epsilon {args.epsilon}, T {args.temperature}) | DB (per seed) | FL-DB | ratio |")
+        trunk = ", LeakyReLU" if args.leaky else ""
+        report.append(
+            f"\n| variant (epsilon {args.epsilon}, T {args.temperature}{trunk}) | DB (per seed) | FL-DB | ratio |"
+        )
         report.append("|---|---|---|---|")
         for name in args.variants or list(VARIANTS):
             db, fl, factor = VARIANTS[name]
@@ -172,7 +194,16 @@ def main(argv=None):
             for method in (db, fl):
                 found[method], cells[method] = [], []
                 for seed in args.seeds:
-                    curve = run(method, seed, args.epsilon, args.temperature, args.every, args.trajectories, factor)
+                    curve = run(
+                        method,
+                        seed,
+                        args.epsilon,
+                        args.temperature,
+                        args.every,
+                        args.trajectories,
+                        factor,
+                        leaky=args.leaky,
+                    )
                     rows += [{"study": name, "method": method, "seed": seed, **r} for r in curve]
                     found[method].append(crossing(curve))
                     # a run that never crosses: its final L1

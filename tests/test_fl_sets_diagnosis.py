@@ -80,6 +80,19 @@ def test_flow_head_scaling_keeps_the_start_and_scales_the_steps():
     assert torch.allclose(b.heads(x)[2] - a.heads(x)[2], torch.full((len(x),), 0.09), atol=1e-5)
 
 
+def test_leaky_trunk_is_leaky_relu():
+    env = make_env("sets", size=6, set_size=3)
+    policy = Policy(env, hidden=16, flow=True)
+    x = env.featurize(env.all_states())
+    relu = policy.trunk(x)
+    diag.leaky_trunk(policy)
+    want = x
+    for linear in policy.trunk.mlp.linears:
+        want = torch.nn.LeakyReLU()(linear(want))
+    assert torch.allclose(policy.trunk(x), want)
+    assert not torch.allclose(policy.trunk(x), relu)
+
+
 def test_quick(tmp_path):
     diag.main(["--quick", "--out", str(tmp_path)])
     table = (tmp_path / "fl_sets_diagnosis.md").read_text()
