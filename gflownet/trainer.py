@@ -27,6 +27,7 @@ from gflownet.policy import Policy
 from gflownet.reward_pool import Deferred, scores_in_workers, submit_log_reward
 from gflownet.sampler import sample_forward
 from gflownet.objectives import get_objective
+from gflownet.optim import Adam
 
 # Settings that may change when a run is resumed: they do not affect the parameters.
 RUNTIME_FIELDS = {"device", "threads", "compile", "log_every", "eval_every", "checkpoint_every"}
@@ -131,7 +132,7 @@ class Trainer:
         if world:
             world.broadcast_parameters(self.policy)
         log_z = {id(p) for p in self.policy.log_z_parameters()}
-        self.optimizer = torch.optim.Adam(
+        self.optimizer = Adam(
             fused=True,
             params=[
                 {"params": [p for p in self.policy.parameters() if id(p) not in log_z], "lr": t.lr},
