@@ -8,7 +8,9 @@ Actions are drawn with the Gumbel-max trick, argmax(logits - log E) with
 E ~ Exp(1), on noise drawn for the whole rollout at once: no normalisation and
 no per-step random-number call. Finished trajectories keep taking the (no-op)
 exit action, so shapes stay fixed; on CUDA, completion is checked only every
-few steps to keep host synchronisations out of the loop.
+few steps to keep host synchronisations out of the loop. In a small enumerable
+space the forward rollout carries state indices and reads legal actions,
+successors and features from tables built once per environment.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ _SYNC_EVERY_CUDA = 8
 # From this batch size on, a rollout step evaluates each distinct state once (below it,
 # sorting costs more than the rows it saves; experiments/bench_hypergrid.py).
 DEDUPE_MIN_BATCH = 64
-# A rollout in a space of at most this many states walks state indices through tables of
-# the dynamics (legal actions, successors, features): 3 lookups a step instead of the
-# environment's mask, step and featurize.
-WALK_MAX_STATES = 1 << 18
+# A rollout in an enumerable space of at most this many (state, action) pairs walks state
+# indices through tables of the dynamics (legal actions, successors, features): 3 lookups
+# a step instead of the environment's mask, step and featurize.
+WALK_MAX_PAIRS = 1 << 22
 # Features of every state are tabulated up to this many numbers (else featurized a step at a time).
 FEATURE_TABLE_MAX = 1 << 22
 # A rollout evaluates the network once on every state of the space (then each step is a
@@ -139,7 +141,7 @@ def sample_forward(
     cut = None if max_moves is None else torch.as_tensor(max_moves, device=device).expand(batch)
     incomplete = torch.zeros_like(done)
     steps = T
-    walk = env.enumerable and env.n_states <= WALK_MAX_STATES
+    walk = env.enumerable and env.n_states * A <= WALK_MAX_PAIRS
     if walk:  # s is the state's index; tables give its legal actions, successors and features
         every_state, legal, successor = transition_tables(env)
         features = feature_table(env)

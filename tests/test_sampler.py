@@ -139,8 +139,9 @@ def test_sample_forward_paths_agree(monkeypatch, batch, max_moves):
     env = HyperGrid(dim=3, side=4)
     policy = Policy(env, hidden=16)
     runs = []
-    for walk, per_trajectory in ((0, 0), (env.n_states, 0), (env.n_states, env.n_states)):
-        monkeypatch.setattr(sampler, "WALK_MAX_STATES", walk)
+    pairs = env.n_states * env.n_actions
+    for walk, per_trajectory in ((0, 0), (pairs, 0), (pairs, env.n_states)):
+        monkeypatch.setattr(sampler, "WALK_MAX_PAIRS", walk)
         monkeypatch.setattr(sampler, "TABLE_STATES_PER_TRAJECTORY", per_trajectory)
         runs.append(
             sample_forward(env, policy, batch, epsilon=0.2, temperature=1.5, generator=gen(7), max_moves=max_moves)
