@@ -45,11 +45,13 @@ CASES = [
 QUICK = [(2, 8, 16, 480, 0, ("torchgfn", "gfnx")), (2, 8, 64, 2_560, 320, ("torchgfn",))]
 
 
-def run(python: str, script: Path, case, extra: list[str], out: Path, env: dict | None = None) -> dict:
+def run(
+    python: str, script: Path, case, extra: list[str], out: Path, env: dict | None = None, threads: int = 0
+) -> dict:
     dim, side, batch, n, eval_every, _ = case
-    # torch's thread count as this library picks it, for torchgfn too (oversubscribed
-    # threads on busy cores slow a run down several times); gfnx (XLA) picks its own.
-    threads = 1 if batch < MULTITHREAD_MIN_BATCH else os.cpu_count() or 1
+    # torch's thread count as this library picks it (or ``threads``), for torchgfn too
+    # (oversubscribed threads on busy cores slow a run down several times); gfnx (XLA) picks its own.
+    threads = threads or (1 if batch < MULTITHREAD_MIN_BATCH else os.cpu_count() or 1)
     cmd = [
         python,
         str(script),
@@ -200,6 +202,9 @@ def main(argv=None):
         "--compiled", action="store_true", help="also train with the compiled rollout, cold and warm inductor cache"
     )
     p.add_argument("--out", default=str(HERE / "results"), help="results folder")
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch threads of every run (0: as this library picks; 1 on busy cores)"
+    )
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -210,16 +215,20 @@ def main(argv=None):
     for case in cases:
         tag = "d{}_h{}_b{}_n{}".format(*case[:4])
         ours = HERE / "ours_hypergrid.py"
-        results = {"ours": run(sys.executable, ours, case, extra, out / f"ours_{tag}.json")}
+        results = {"ours": run(sys.executable, ours, case, extra, out / f"ours_{tag}.json", threads=args.threads)}
         if args.compiled:
             with tempfile.TemporaryDirectory() as cache:
                 env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
                 for variant in ("compiled_cold", "compiled_warm"):
                     flags = [*extra, "--set", "compile=true"]
-                    results[variant] = run(sys.executable, ours, case, flags, out / f"{variant}_{tag}.json", env)
+                    results[variant] = run(
+                        sys.executable, ours, case, flags, out / f"{variant}_{tag}.json", env, args.threads
+                    )
         for peer in case[5]:
             if peer in args.peers:
-                results[peer] = run(pythons[peer], PEERS[peer], case, [], out / f"{peer}_{tag}.json")
+                results[peer] = run(
+                    pythons[peer], PEERS[peer], case, [], out / f"{peer}_{tag}.json", threads=args.threads
+                )
         raw.append({"case": case[:5], **results})
         rows.append(row(case, results))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)

@@ -30,7 +30,7 @@ from gflownet.sampler import (
     GUMBEL_MAX_ACTIONS,
     _gumbel_argmax,
     rollout_noise,
-    walks_tables,
+    tabulates_logits,
 )
 from gflownet.trajectories import Trajectories
 
@@ -101,7 +101,7 @@ def use_compiled(
     if setting == "true" and reason:
         raise ConfigError(f"train.compile=true: the rollout cannot be compiled here: {reason}")
     if setting == "auto":
-        small = batch < DEDUPE_MIN_BATCH and not walks_tables(env, batch)
+        small = batch < DEDUPE_MIN_BATCH and not tabulates_logits(env, batch)
         long_enough = reason is None and env.device.type == "cpu" and small and steps >= AUTO_MIN_STEPS
         return long_enough and has_cpp_compiler()
     return setting == "true"

@@ -17,6 +17,7 @@ from torch import nn
 
 from gflownet.environments.base import Environment
 from gflownet.nets import MLP
+from gflownet.optim import Adam
 from gflownet.objectives.tb import vargrad
 from gflownet.policy import Policy
 from gflownet.sampler import sample_forward
@@ -47,7 +48,7 @@ class NoveltyExplorer(nn.Module):
         self.policy = Policy(env, hidden, 2, backward="uniform", log_z=False)
         self.rnd = RandomNetworkDistillation(env.outcome_dim, hidden)
         self.to(env.device)
-        self.optimizer = torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=lr)
+        self.optimizer = Adam([p for p in self.parameters() if p.requires_grad], lr=lr)
 
     def sample(self, batch: int, generator: torch.Generator | None = None) -> Trajectories:
         return sample_forward(self.env, self.policy, batch, generator=generator)

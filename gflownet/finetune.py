@@ -30,6 +30,7 @@ from gflownet.environments.sequences import Sequences
 from gflownet.errors import ConfigError
 from gflownet.metrics import transitions
 from gflownet.nets import MLP
+from gflownet.optim import Adam
 from gflownet.objectives.oc import amortised_finetune_loss, importance_finetune_loss, importance_marginal_loss
 from gflownet.policy import Policy, masked_log_softmax
 from gflownet.pretrain import conditional_log_probs
@@ -445,7 +446,7 @@ class Amortised(nn.Module):
         self.q = None if self.hindsight else self._posterior(env, s.posterior, hidden, layers)
         self.to(env.device)
         learnt = list(self.n.parameters()) + (list(self.q.parameters()) if self.q is not None else [])
-        self.optimizer = torch.optim.Adam(learnt, lr=s.lr, fused=True)
+        self.optimizer = Adam(learnt, lr=s.lr, fused=True)
         pretrained.requires_grad_(False)
 
     @staticmethod

@@ -29,7 +29,7 @@ from gflownet.compiled import rollout_chunk
 from gflownet.compiled import unsupported as rollout_unsupported
 from gflownet.errors import ConfigError
 from gflownet.reward_pool import scores_in_workers
-from gflownet.sampler import rollout_noise, walks_tables
+from gflownet.sampler import rollout_noise, tabulates_logits
 from gflownet.trajectories import Trajectories
 
 #: eager steps before the capture (CUDA graphs want the allocator and kernels warm)
@@ -142,7 +142,7 @@ class GraphedStep:
 def pays_off(env, batch: int) -> bool:
     """Whether ``train.cuda_graph=auto`` captures a supported step: everywhere but where the
     eager step walks tables and the graph's loss would evaluate too many padded rows."""
-    return not walks_tables(env, batch) or batch * (env.max_steps + 1) < MAX_PADDED_ROWS_WITH_TABLES
+    return not tabulates_logits(env, batch) or batch * (env.max_steps + 1) < MAX_PADDED_ROWS_WITH_TABLES
 
 
 def use_cuda_graph(setting: str, device: torch.device) -> bool:

@@ -8,7 +8,9 @@ Actions are drawn with the Gumbel-max trick, argmax(logits - log E) with
 E ~ Exp(1), on noise drawn for the whole rollout at once: no normalisation and
 no per-step random-number call. Finished trajectories keep taking the (no-op)
 exit action, so shapes stay fixed; on CUDA, completion is checked only every
-few steps to keep host synchronisations out of the loop.
+few steps to keep host synchronisations out of the loop. In a small enumerable
+space the forward rollout carries state indices and reads legal actions,
+successors and features from tables built once per environment.
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ _SYNC_EVERY_CUDA = 8
 # From this batch size on, a rollout step evaluates each distinct state once (below it,
 # sorting costs more than the rows it saves; experiments/bench_hypergrid.py).
 DEDUPE_MIN_BATCH = 64
+# A rollout in an enumerable space of at most this many (state, action) pairs walks state
+# indices through tables of the dynamics (legal actions, successors, features): 3 lookups
+# a step instead of the environment's mask, step and featurize.
+WALK_MAX_PAIRS = 1 << 22
+# Features of every state are tabulated up to this many numbers (else featurized a step at a time).
+FEATURE_TABLE_MAX = 1 << 22
 # A rollout evaluates the network once on every state of the space (then each step is a
 # table lookup) when the space has at most this many states per trajectory of the batch
 # (measured on the hypergrid: a win on 2-D side 32 at batch 256, a loss on 4-D side 8 at 256).
@@ -52,10 +60,15 @@ def _multinomial(logits, mask, generator):
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_max(cdf.shape[-1] - 1)
 
 
-def walks_tables(env: Environment, batch: int) -> bool:
+def walks_indices(env: Environment) -> bool:
+    """Whether a rollout carries state indices through tables (``sample_forward``)."""
+    return env.enumerable and env.n_states * env.n_actions <= WALK_MAX_PAIRS
+
+
+def tabulates_logits(env: Environment, batch: int) -> bool:
     """Whether an unconditioned rollout of ``batch`` rows evaluates the network once on every
-    state of the space and then walks state indices through tables (``sample_forward``)."""
-    return env.enumerable and env.n_states <= TABLE_STATES_PER_TRAJECTORY * batch
+    state of the space, then reads each step's logits from that table (``sample_forward``)."""
+    return walks_indices(env) and env.n_states <= TABLE_STATES_PER_TRAJECTORY * batch
 
 
 _TRANSITION_TABLES = weakref.WeakKeyDictionary()
@@ -74,6 +87,20 @@ def transition_tables(env: Environment):
         successor[:, env.exit_action] = torch.arange(len(every), device=every.device)
         _TRANSITION_TABLES[env] = every, legal, successor
     return _TRANSITION_TABLES[env]
+
+
+_FEATURES = weakref.WeakKeyDictionary()
+
+
+def feature_table(env: Environment) -> torch.Tensor | None:
+    """``env.featurize`` of every state ``[N, ...]`` (``state_index`` order) of an enumerable
+    environment, built once; None where it would hold more than FEATURE_TABLE_MAX numbers."""
+    if env not in _FEATURES:
+        every = transition_tables(env)[0]
+        first = env.featurize(every[:1])
+        small = isinstance(first, torch.Tensor) and len(every) * first.numel() <= FEATURE_TABLE_MAX
+        _FEATURES[env] = env.featurize(every) if small else None
+    return _FEATURES[env]
 
 
 def _exp_noise(shape, device, generator):
@@ -118,9 +145,6 @@ def sample_forward(
     device, T, A = env.device, env.max_steps, env.n_actions
     exit_action = env.exit_action
     s = env.reset(batch)
-    states = s.new_empty(T + 1, batch, *s.shape[1:])  # time-major: one contiguous write a step
-    states[0] = s
-    actions = torch.full((T, batch), exit_action, dtype=torch.long, device=device)
     gumbel = A <= GUMBEL_MAX_ACTIONS
     log_noise, explore, uniform_noise = rollout_noise(T, batch, A, epsilon, gumbel, device, generator)
     sync_every = _SYNC_EVERY_CUDA if device.type == "cuda" else 1
@@ -128,20 +152,30 @@ def sample_forward(
     cut = None if max_moves is None else torch.as_tensor(max_moves, device=device).expand(batch)
     incomplete = torch.zeros_like(done)
     steps = T
-    table = None
-    if cond is None and walks_tables(env, batch):
-        # The whole space in one pass; the rollout then walks state indices through tables.
+    walk = walks_indices(env)
+    if walk:  # s is the state's index; tables give its legal actions, successors and features
         every_state, legal, successor = transition_tables(env)
-        table = (policy.forward_logits(env.featurize(every_state)) / temperature).masked_fill(~legal, float("-inf"))
+        features = feature_table(env)
+        featurize = features.__getitem__ if features is not None else lambda i: env.featurize(every_state[i])
         s = env.state_index(s)
-        states = s.new_empty(T + 1, batch)
-        states[0] = s
+    else:
+        featurize = env.featurize
+    states = s.new_empty(T + 1, *s.shape)  # time-major: one contiguous write a step
+    states[0] = s
+    actions = torch.full((T, batch), exit_action, dtype=torch.long, device=device)
+    table = None
+    if cond is None and tabulates_logits(env, batch):
+        # The whole space in one pass; a step then reads its logits from the table.
+        table = policy.forward_logits(featurize(torch.arange(len(every_state), device=device))) / temperature
+        table = table.masked_fill(~legal, float("-inf"))
     dedupe = table is None and cond is None and env.indexable and batch >= DEDUPE_MIN_BATCH
     for t in range(T):
-        if table is None:
+        if not walk:
             mask = env.forward_mask(s)
-        else:  # the table's logits are masked already; the mask only for exploration and cuts
-            mask = legal[s] if epsilon > 0 or cut is not None or not gumbel else None
+        elif table is None or epsilon > 0 or cut is not None or not gumbel:
+            mask = legal[s]
+        else:  # the table's logits are masked already
+            mask = None
         if cut is not None:  # a state whose only option is the exit still takes it
             stop = (cut <= t) & ~done & mask[:, :exit_action].any(-1)
             incomplete |= stop
@@ -150,10 +184,10 @@ def sample_forward(
             logits = table[s]
         else:
             if dedupe:  # one network row per distinct unfinished state
-                first, inverse = distinct(env.state_index(s).masked_fill_(done, -1))
-                logits = policy.forward_logits(env.featurize(s[first]))[inverse]
+                first, inverse = distinct((s if walk else env.state_index(s)).masked_fill(done, -1))
+                logits = policy.forward_logits(featurize(s[first]))[inverse]
             else:
-                logits = policy.forward_logits(env.featurize(s), cond)
+                logits = policy.forward_logits(featurize(s), cond)
             if temperature != 1.0:
                 logits = logits / temperature
         a = _gumbel_argmax(logits, mask, log_noise[t]) if gumbel else _multinomial(logits, mask, generator)
@@ -162,14 +196,14 @@ def sample_forward(
             uniform = _gumbel_argmax(flat, mask, uniform_noise[t]) if gumbel else _multinomial(flat, mask, generator)
             a = torch.where(explore[t], uniform, a)
         a.masked_fill_(done, exit_action)  # finished trajectories idle on the exit
-        s = env.step(s, a) if table is None else successor[s, a]
+        s = successor[s, a] if walk else env.step(s, a)
         states[t + 1] = s
         actions[t] = a
         done = a == exit_action
         if (t + 1) % sync_every == 0 and bool(done.all()):
             steps = t + 1
             break
-    if table is not None:
+    if walk:
         states = every_state[states[: steps + 1]]
     actions = actions[:steps].T
     lengths = (actions != exit_action).sum(1) + (~incomplete)  # moves, then the exit

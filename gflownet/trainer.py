@@ -28,6 +28,7 @@ from gflownet.policy import Policy
 from gflownet.reward_pool import Deferred, scores_in_workers, submit_log_reward
 from gflownet.sampler import sample_forward
 from gflownet.objectives import get_objective
+from gflownet.optim import Adam
 
 # Settings that may change when a run is resumed: they do not affect the parameters.
 RUNTIME_FIELDS = {"device", "threads", "compile", "cuda_graph", "log_every", "eval_every", "checkpoint_every"}
@@ -135,7 +136,7 @@ class Trainer:
         # a CUDA graph of the step is decided at the first step (gflownet.graphed); Adam must be ready for it
         self._graph_pending = self._capturable = graphed.use_cuda_graph(t.cuda_graph, self.device)
         self.graphed = None
-        self.optimizer = torch.optim.Adam(
+        self.optimizer = Adam(
             fused=True,
             capturable=self._capturable,
             params=[

@@ -88,7 +88,7 @@ def test_the_step_trains_like_the_default_trainer(objective):
         assert runs[1][1] < 0.3  # ~1.0 before training
 
 
-def test_auto_keeps_the_eager_step_where_it_walks_tables_of_long_trajectories():
+def test_auto_keeps_the_eager_step_where_it_tabulates_logits_of_long_trajectories():
     assert pays_off(HyperGrid(dim=2, side=8), 512) and pays_off(HyperGrid(dim=2, side=8), 4096)
     assert pays_off(HyperGrid(dim=4, side=8), 4096)  # tables, 122,880 padded rows
     assert pays_off(HyperGrid(dim=4, side=20), 4096)  # no tables (160,000 states)

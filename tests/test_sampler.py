@@ -130,21 +130,26 @@ def test_sample_forward_reproducible_with_generator():
 
 @pytest.mark.parametrize("batch,max_moves", [(4, None), (200, None), (200, 3)])  # around DEDUPE_MIN_BATCH
 def test_sample_forward_paths_agree(monkeypatch, batch, max_moves):
-    """The walk through tables of all states, distinct-state rows and plain rows use the
-    same network and dynamics: with the same noise they take the same actions."""
+    """The environment's own dynamics, the walk of state indices through tables of the
+    dynamics, and that walk with logits tabulated over all states (each with distinct-state
+    rows or plain rows) use the same network and dynamics: with the same noise they take
+    the same actions."""
     import gflownet.sampler as sampler
 
     env = HyperGrid(dim=3, side=4)
     policy = Policy(env, hidden=16)
     runs = []
-    for per_trajectory in (0, env.n_states):  # no table, then always a table
+    pairs = env.n_states * env.n_actions
+    for walk, per_trajectory in ((0, 0), (pairs, 0), (pairs, env.n_states)):
+        monkeypatch.setattr(sampler, "WALK_MAX_PAIRS", walk)
         monkeypatch.setattr(sampler, "TABLE_STATES_PER_TRAJECTORY", per_trajectory)
         runs.append(
             sample_forward(env, policy, batch, epsilon=0.2, temperature=1.5, generator=gen(7), max_moves=max_moves)
         )
-    check_legal(env, runs[1], tight=max_moves is None)  # a cut batch may end on a column of padding
-    assert torch.equal(runs[0].actions, runs[1].actions) and torch.equal(runs[0].states, runs[1].states)
-    assert torch.equal(runs[0].is_complete, runs[1].is_complete)
+    check_legal(env, runs[2], tight=max_moves is None)  # a cut batch may end on a column of padding
+    for run in runs[1:]:
+        assert torch.equal(runs[0].actions, run.actions) and torch.equal(runs[0].states, run.states)
+        assert torch.equal(runs[0].is_complete, run.is_complete)
 
 
 def test_sample_forward_with_cond():
