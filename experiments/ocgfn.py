@@ -377,7 +377,7 @@ def downstream_study(args, out):
     plt.close(fig)
     top_outcomes = top[env.state_index(outcomes)]
     mean, sd = sampler_ceiling(log_reward(outcomes), top_outcomes, min(args.budget, len(outcomes)))
-    lines.append(f"\nA perfect sampler of R'/Z' finds {mean:.1f} ± {sd:.1f} at the budget (200 draws of its run).")
+    lines.append(f"\nA perfect sampler of R'/Z' finds {mean:.1f} ± {sd:.1f} at the budget (mean ± sd over 200 runs).")
     text = "\n".join(lines) + "\n"
     (out / f"{name}.md").write_text(text)
     print(text)
