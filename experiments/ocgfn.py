@@ -28,6 +28,8 @@ on the 2-D hypergrid.
       --k 1 --updates 1 --replay 0 --teacher 0 --q-epsilon 0.05   # amortised vs scratch, 10,000 R' calls
   python experiments/ocgfn.py --downstream-tfbind8 --tfbind8-reward shen \
       --methods amortised_terminal scratch continue            # R' = 10 b^3 / max b^3 (floored)
+  python experiments/ocgfn.py --downstream-tfbind8 --pretrain-trajectories 96000 --evals 8 --budget 10000 \
+      --methods amortised_terminal --updates 16 --tag _updates16   # 16 updates a step (README, the binding)
 
 Writes experiments/results/ocgfn_<tag>.csv / _pretrain.csv / .json / .md / .png.
 """
@@ -300,6 +302,20 @@ def tfbind8_run(method, pre, top, log_reward, args, seed):
     return rows
 
 
+def sampler_ceiling(log_reward, top, calls, repeats=200, seed=0):
+    """Top-100 found (mean, sd over ``repeats``) by a perfect sampler of R'/Z' in its first ``calls``
+    distinct draws: the first ``calls`` of a random order drawn without replacement in proportion to
+    R' (keys log(u) / R', u uniform; Efraimidis and Spirakis 2006). ``log_reward`` ``[Y]`` of the
+    outcomes, ``top`` bool ``[Y]``."""
+    generator = torch.Generator().manual_seed(seed)
+    weights = (log_reward.double() - log_reward.max()).exp()
+    found = []
+    for _ in range(repeats):
+        keys = torch.rand(len(weights), generator=generator, dtype=torch.float64).log() / weights
+        found.append(float(top[keys.topk(calls).indices].sum()))
+    return statistics.mean(found), statistics.pstdev(found)
+
+
 def at_samples(rows, n):
     """The last row with at most ``n`` samples."""
     return [r for r in rows if r["samples"] <= n][-1]
@@ -316,7 +332,7 @@ def downstream_study(args, out):
     outcomes = env.all_outcomes()
     top = torch.zeros(env.n_states, dtype=torch.bool)
     top[env.state_index(outcomes[env.binding.topk(100).indices])] = True
-    name = f"ocgfn_tfbind8_downstream_{args.tfbind8_reward}"
+    name = f"ocgfn_tfbind8_downstream_{args.tfbind8_reward}{args.tag}"
     runs = []
     for method in args.methods:
         for seed in args.seeds:
@@ -359,6 +375,9 @@ def downstream_study(args, out):
     fig.tight_layout()
     fig.savefig(out / f"{name}.png", dpi=120)
     plt.close(fig)
+    top_outcomes = top[env.state_index(outcomes)]
+    mean, sd = sampler_ceiling(log_reward(outcomes), top_outcomes, min(args.budget, len(outcomes)))
+    lines.append(f"\nA perfect sampler of R'/Z' finds {mean:.1f} ± {sd:.1f} at the budget (mean ± sd over 200 runs).")
     text = "\n".join(lines) + "\n"
     (out / f"{name}.md").write_text(text)
     print(text)
@@ -398,6 +417,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--tfbind8-reward", choices=TFBIND8_REWARDS, default="binding", help="TF Bind 8 downstream R'")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--tag", default="", help="TF Bind 8: appended to the result files' names")
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument(
         "--pretrain-only",

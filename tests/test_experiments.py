@@ -140,8 +140,23 @@ def test_ocgfn_tfbind8_downstream_quick(tmp_path):
         assert amortised[-1]["reward_calls"] == 160  # the budget of distinct sequences evaluated, exactly
     terminal = [r for r in runs if r["method"] == "amortised_terminal"]
     assert terminal[0]["reward_calls"] <= terminal[0]["samples"]  # at most one call per trajectory
-    assert "| amortised_terminal |" in (tmp_path / "ocgfn_tfbind8_downstream_shen.md").read_text()
+    text = (tmp_path / "ocgfn_tfbind8_downstream_shen.md").read_text()
+    assert "| amortised_terminal |" in text and "A perfect sampler of R'/Z' finds" in text
     assert (tmp_path / "ocgfn_tfbind8_downstream_shen.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ocgfn_sampler_ceiling_draws_without_replacement_in_proportion_to_the_reward():
+    import ocgfn
+    import pytest
+    import torch
+
+    top = torch.arange(1000) < 100
+    everything = ocgfn.sampler_ceiling(torch.zeros(1000), top, 1000, repeats=5)
+    assert everything == (100.0, 0.0)  # every outcome drawn once
+    only_top = ocgfn.sampler_ceiling(torch.where(top, 0.0, float("-inf")), top, 100, repeats=5)
+    assert only_top == (100.0, 0.0)  # R' = 0 elsewhere: the first 100 draws are the top
+    mean, sd = ocgfn.sampler_ceiling(torch.zeros(1000), top, 250, repeats=400)
+    assert mean == pytest.approx(25.0, abs=1.0) and sd > 0  # uniform: 250 of 1000, a quarter of the top
 
 
 def test_ocgfn_amortised_defaults_are_the_cli_defaults():
