@@ -111,7 +111,7 @@ class GraphedStep:
     def _record(self):
         optimizer = self.trainer.optimizer
         for group in optimizer.param_groups:  # lr: read by the graph from device memory, set in place
-            group["capturable"] = True
+            group["capturable"] = True  # Adam's arithmetic is the same; its step checks this flag in a capture
             if not isinstance(group["lr"], torch.Tensor):
                 group["lr"] = torch.tensor(float(group["lr"]), device=self.trainer.device)
         optimizer.zero_grad(set_to_none=True)  # backward in the capture allocates the gradients

@@ -133,12 +133,11 @@ class Trainer:
         if world:
             world.broadcast_parameters(self.policy)
         log_z = {id(p) for p in self.policy.log_z_parameters()}
-        # a CUDA graph of the step is decided at the first step (gflownet.graphed); Adam must be ready for it
-        self._graph_pending = self._capturable = graphed.use_cuda_graph(t.cuda_graph, self.device)
+        # whether to capture the step as a CUDA graph is decided at the first step (gflownet.graphed)
+        self._graph_pending = graphed.use_cuda_graph(t.cuda_graph, self.device)
         self.graphed = None
         self.optimizer = Adam(
             fused=True,
-            capturable=self._capturable,
             params=[
                 {"params": [p for p in self.policy.parameters() if id(p) not in log_z], "lr": t.lr},
                 {"params": self.policy.log_z_parameters(), "lr": t.lr_logz},
@@ -432,16 +431,16 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{source} does not fit this model: {str(exc).splitlines()[0]}") from None
-        for group in self.optimizer.param_groups:  # this device's choice, not the writer's
-            group["capturable"] = self._capturable
+        for group in self.optimizer.param_groups:  # not the writer's: a graph sets it when it records
+            group["capturable"] = False
         self._lr_factor = None
         if self.graphed is not None:  # the graph read the optimiser's old state tensors: record anew
             self.graphed, self._graph_pending = None, True
         self.step_count, self.elapsed = int(state["step"]), float(state["elapsed"])
         self.transitions = state["transitions"].to(self.device)
-        try:
+        if len(state["generator"]) == len(self.generator.get_state()):
             self.generator.set_state(state["generator"])
-        except RuntimeError:  # written on another kind of device: its stream cannot go on here
+        else:  # a generator of another kind of device (CUDA's: seed and offset): its stream cannot go on here
             self.generator.manual_seed(stream_seed(self.config.train.seed, 0, self.step_count))
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
